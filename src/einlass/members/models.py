@@ -1,0 +1,65 @@
+"""Members and the grants that give them access."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from einlass.db.base import Base, merchant_fk
+
+GRANT_SOURCE_PAYMENT = "payment"
+GRANT_SOURCE_MANUAL = "manual"
+GRANT_SOURCE_SUBSCRIPTION = "subscription"
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (
+        sa.UniqueConstraint("merchant_id", "email_normalized"),
+        sa.UniqueConstraint("merchant_id", "username"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    merchant_id: Mapped[str] = merchant_fk()
+    # Personal data; all of it is cleared on erasure (deleted_at set).
+    email: Mapped[str | None] = mapped_column(sa.String(320))
+    email_normalized: Mapped[str | None] = mapped_column(sa.String(320))
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    username: Mapped[str | None] = mapped_column(sa.String(320))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    locale: Mapped[str] = mapped_column(sa.String(8), default="en")
+    locked_at: Mapped[datetime | None]
+    lock_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    deleted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Grant(Base):
+    """An access period for one area, with the source it came from.
+
+    Access is derived from these rows (invariant 1). A grant whose source is
+    reversed gets ``revoked_at``; a restored source clears it again.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        sa.UniqueConstraint("merchant_id", "source_kind", "source_id", "area_id"),
+        sa.Index("ix_grants_member_area", "member_id", "area_id"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    merchant_id: Mapped[str] = merchant_fk()
+    member_id: Mapped[str] = mapped_column(sa.ForeignKey("members.id", ondelete="CASCADE"))
+    area_id: Mapped[str] = mapped_column(sa.ForeignKey("areas.id", ondelete="CASCADE"))
+    source_kind: Mapped[str] = mapped_column(sa.String(20))
+    source_id: Mapped[str] = mapped_column(sa.String(40))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    note: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
