@@ -132,7 +132,9 @@ class Payment(Base):
     external_id: Mapped[str] = mapped_column(sa.String(200))
     order_id: Mapped[str | None] = mapped_column(sa.String(40))
     plan_id: Mapped[str | None] = mapped_column(sa.ForeignKey("plans.id"))
-    member_id: Mapped[str | None] = mapped_column(sa.ForeignKey("members.id", ondelete="SET NULL"), index=True)
+    member_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("members.id", ondelete="SET NULL"), index=True
+    )
     subscription_id: Mapped[str | None] = mapped_column(sa.String(40))
     # Kept on the ledger after erasure only as a pseudonym (see members.service).
     customer_email: Mapped[str | None] = mapped_column(sa.String(320))

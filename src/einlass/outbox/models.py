@@ -25,7 +25,9 @@ class Job(Base):
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    merchant_id: Mapped[str | None] = mapped_column(sa.ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    merchant_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("merchants.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(sa.String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(sa.String(16), default=JOB_PENDING)

@@ -107,6 +107,9 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MalformedPayload(f"body is not valid JSON: {error}") from None
+    except (ValueError, RecursionError):
+        # Integers past Python's digit limit, or nesting deeper than the parser allows.
+        raise MalformedPayload("body is not usable JSON: a number is too long or nesting too deep") from None
     if not isinstance(document, dict):
         raise MalformedPayload("body must be a JSON object")
     return document

@@ -1,0 +1,83 @@
+"""The ASGI application: webhooks, REST API, operations; the worker in-process by default."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from einlass import __version__
+from einlass.audit.views import router as audit_router
+from einlass.billing.views import router as billing_router
+from einlass.billing.views import webhooks as webhooks_router
+from einlass.config import Settings, get_settings
+from einlass.db.engine import Database
+from einlass.members.views import router as members_router
+from einlass.ops import router as ops_router
+from einlass.outbox.registry import build_worker
+from einlass.outbox.views import router as jobs_router
+from einlass.rest.common import install_error_handlers
+from einlass.rest.idempotency import IdempotencyMiddleware
+from einlass.tenants.views import router as tenants_router
+
+log = structlog.get_logger(__name__)
+
+
+def create_api(db: Database, settings: Settings) -> FastAPI:
+    api = FastAPI(
+        title="einlass API",
+        version=__version__,
+        description="Merchant REST API. Authenticate with `Authorization: Bearer <api key>`. "
+        "POST requests accept an `Idempotency-Key`. Lists are paginated with `limit` and `starting_after`.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    api.state.db, api.state.settings = db, settings
+    install_error_handlers(api)
+    for router in (tenants_router, billing_router, members_router, jobs_router, audit_router):
+        api.include_router(router)
+    api.add_middleware(IdempotencyMiddleware, database=lambda: db)
+    return api
+
+
+def create_app(
+    settings: Settings | None = None, db: Database | None = None, *, run_worker: bool | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings.database_url)
+    in_process = settings.run_worker_in_process if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = None
+        if in_process:
+            task = asyncio.create_task(build_worker(db, settings).run_forever(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
+            await db.dispose()
+
+    app = FastAPI(
+        title="einlass",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.db, app.state.settings = db, settings
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(webhooks_router)
+    app.mount("/api/v1", create_api(db, settings))
+    return app

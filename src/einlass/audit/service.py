@@ -1,0 +1,71 @@
+"""Writing and reading the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from einlass import clock
+from einlass.audit.models import AuditEntry
+from einlass.ids import new_id
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused a change: admin, api_key, gateway_event, job, member, cli, system."""
+
+    kind: str
+    id: str | None = None
+
+
+SYSTEM = Actor("system")
+CLI = Actor("cli")
+
+
+def record(
+    session: AsyncSession,
+    *,
+    merchant_id: str | None,
+    actor: Actor,
+    action: str,
+    entity_kind: str,
+    entity_id: str | None,
+    member_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        id=new_id("aud"),
+        merchant_id=merchant_id,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        action=action,
+        entity_kind=entity_kind,
+        entity_id=entity_id,
+        member_id=member_id,
+        before=before,
+        after=after,
+        at=clock.now(),
+    )
+    session.add(entry)
+    return entry
+
+
+async def list_entries(
+    session: AsyncSession,
+    merchant_id: str,
+    *,
+    member_id: str | None = None,
+    starting_after: str | None = None,
+    limit: int = 50,
+) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.merchant_id == merchant_id)
+    if member_id is not None:
+        query = query.where(AuditEntry.member_id == member_id)
+    if starting_after is not None:
+        query = query.where(AuditEntry.id < starting_after)
+    result = await session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit))
+    return list(result)

@@ -1,0 +1,24 @@
+"""Small helpers that differ between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from einlass.db.base import Base
+
+
+async def insert_ignoring_conflict(session: AsyncSession, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted.
+
+    The unique constraints decide what a duplicate is, so concurrent writers
+    of the same row need no lock: exactly one insert wins.
+    """
+    dialect = session.bind.dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    primary_key = model.__table__.primary_key.columns[0]  # type: ignore[attr-defined]
+    statement = module.insert(model).values(**values).on_conflict_do_nothing().returning(primary_key)
+    result = await session.execute(statement)
+    return result.first() is not None

@@ -1,0 +1,440 @@
+"""Members, their credentials and their grants."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from einlass import clock
+from einlass.audit.service import Actor, record
+from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentFact
+from einlass.crypto import encrypt_json, generate_password, hash_password
+from einlass.errors import Conflict, InvalidInput, NotFound
+from einlass.ids import new_id
+from einlass.members.access import GrantWindow, MemberStanding, access_until, may_enter
+from einlass.members.models import GRANT_SOURCE_MANUAL, Grant, Member
+from einlass.outbox.service import enqueue
+from einlass.tenants.models import Merchant
+
+JOB_CREDENTIALS_EMAIL = "email.credentials"
+JOB_PROVISION = "provisioning.sync"
+
+
+def normalize_email(email: str) -> str:
+    """The identity of a member within a merchant: a valid address, lower-cased."""
+    try:
+        result = validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidInput(f"invalid email address {email!r}: {error}", param="email") from None
+    return result.normalized.lower()
+
+
+def member_snapshot(member: Member) -> dict[str, Any]:
+    return {
+        "email": member.email,
+        "name": member.name,
+        "username": member.username,
+        "locked": member.locked_at is not None,
+        "deleted": member.deleted_at is not None,
+    }
+
+
+async def get_member(
+    session: AsyncSession, merchant_id: str, member_id: str, *, for_update: bool = False
+) -> Member:
+    query = select(Member).where(Member.id == member_id, Member.merchant_id == merchant_id)
+    if for_update:
+        query = query.with_for_update()
+    member = await session.scalar(query)
+    if member is None:
+        raise NotFound(f"no member {member_id!r}")
+    return member
+
+
+async def find_member_by_email(session: AsyncSession, merchant_id: str, email: str) -> Member | None:
+    return await session.scalar(
+        select(Member).where(
+            Member.merchant_id == merchant_id, Member.email_normalized == normalize_email(email)
+        )
+    )
+
+
+async def list_members(
+    session: AsyncSession,
+    merchant_id: str,
+    *,
+    email: str | None = None,
+    starting_after: str | None = None,
+    limit: int = 50,
+) -> list[Member]:
+    query = select(Member).where(Member.merchant_id == merchant_id, Member.deleted_at.is_(None))
+    if email:
+        query = query.where(Member.email_normalized == normalize_email(email))
+    if starting_after:
+        query = query.where(Member.id < starting_after)
+    return list(await session.scalars(query.order_by(Member.id.desc()).limit(limit)))
+
+
+async def request_provisioning(session: AsyncSession, merchant_id: str, reason: str) -> None:
+    """Ask the push targets to converge; bursts coalesce into one job per merchant."""
+    await enqueue(
+        session,
+        JOB_PROVISION,
+        {"reason": reason},
+        merchant_id=merchant_id,
+        dedup_key=f"{JOB_PROVISION}:{merchant_id}",
+    )
+
+
+async def send_credentials(
+    session: AsyncSession, secret_key: str, merchant: Merchant, member: Member, password: str | None
+) -> None:
+    """Queue the credentials email; a new password travels encrypted and is dropped once sent."""
+    payload: dict[str, Any] = {"member_id": member.id}
+    if password is not None:
+        payload["secret"] = encrypt_json(secret_key, {"password": password})
+    await enqueue(session, JOB_CREDENTIALS_EMAIL, payload, merchant_id=merchant.id)
+
+
+async def create_member(
+    session: AsyncSession,
+    merchant: Merchant,
+    *,
+    email: str,
+    name: str | None,
+    actor: Actor,
+    password: str | None = None,
+    locale: str | None = None,
+) -> tuple[Member, str]:
+    """Create a member with the given or a generated password; returns the plain password once."""
+    normalized = normalize_email(email)
+    existing = await session.scalar(
+        select(Member.id).where(Member.merchant_id == merchant.id, Member.email_normalized == normalized)
+    )
+    if existing:
+        raise Conflict(f"a member with email {email!r} exists already ({existing})", code="member_exists")
+    if password is not None:
+        check_password(password)
+    plain = password or generate_password()
+    now = clock.now()
+    member = Member(
+        id=new_id("mem"),
+        merchant_id=merchant.id,
+        email=email.strip(),
+        email_normalized=normalized,
+        name=name,
+        username=normalized,
+        password_hash=hash_password(plain),
+        locale=_locale(locale, merchant),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(member)
+    await session.flush()
+    record(
+        session,
+        merchant_id=merchant.id,
+        actor=actor,
+        action="member.created",
+        entity_kind="member",
+        entity_id=member.id,
+        member_id=member.id,
+        after=member_snapshot(member),
+    )
+    return member, plain
+
+
+def _locale(locale: str | None, merchant: Merchant) -> str:
+    if locale and locale.lower()[:2] in ("de", "en"):
+        return locale.lower()[:2]
+    return str(merchant.setting("locale"))
+
+
+def check_password(password: str) -> None:
+    if len(password) < 10:
+        raise InvalidInput("password must have at least 10 characters", param="password")
+    if len(password) > 256:
+        raise InvalidInput("password must have at most 256 characters", param="password")
+
+
+async def update_member(
+    session: AsyncSession,
+    merchant: Merchant,
+    member: Member,
+    *,
+    email: str | None,
+    name: str | None,
+    actor: Actor,
+) -> Member:
+    _require_not_deleted(member)
+    before = member_snapshot(member)
+    if email is not None:
+        normalized = normalize_email(email)
+        clash = await session.scalar(
+            select(Member.id).where(
+                Member.merchant_id == merchant.id,
+                Member.email_normalized == normalized,
+                Member.id != member.id,
+            )
+        )
+        if clash:
+            raise Conflict(f"another member has email {email!r}", code="member_exists")
+        member.email, member.email_normalized, member.username = email.strip(), normalized, normalized
+    if name is not None:
+        member.name = name
+    member.updated_at = clock.now()
+    record(
+        session,
+        merchant_id=merchant.id,
+        actor=actor,
+        action="member.updated",
+        entity_kind="member",
+        entity_id=member.id,
+        member_id=member.id,
+        before=before,
+        after=member_snapshot(member),
+    )
+    await request_provisioning(session, merchant.id, "member.updated")
+    return member
+
+
+def _require_not_deleted(member: Member) -> None:
+    if member.deleted_at is not None:
+        raise Conflict(f"member {member.id} was deleted", code="member_deleted")
+
+
+async def lock_member(session: AsyncSession, member: Member, reason: str | None, actor: Actor) -> Member:
+    _require_not_deleted(member)
+    if member.locked_at is None:
+        member.locked_at, member.lock_reason, member.updated_at = clock.now(), reason, clock.now()
+        record(
+            session,
+            merchant_id=member.merchant_id,
+            actor=actor,
+            action="member.locked",
+            entity_kind="member",
+            entity_id=member.id,
+            member_id=member.id,
+            after={"reason": reason},
+        )
+        await request_provisioning(session, member.merchant_id, "member.locked")
+    return member
+
+
+async def unlock_member(session: AsyncSession, member: Member, actor: Actor) -> Member:
+    _require_not_deleted(member)
+    if member.locked_at is not None:
+        member.locked_at, member.lock_reason, member.updated_at = None, None, clock.now()
+        record(
+            session,
+            merchant_id=member.merchant_id,
+            actor=actor,
+            action="member.unlocked",
+            entity_kind="member",
+            entity_id=member.id,
+            member_id=member.id,
+        )
+        await request_provisioning(session, member.merchant_id, "member.unlocked")
+    return member
+
+
+async def set_password(
+    session: AsyncSession,
+    secret_key: str,
+    merchant: Merchant,
+    member: Member,
+    password: str | None,
+    actor: Actor,
+) -> str | None:
+    """Set the given password, or generate one and email it; returns nothing to show when emailed."""
+    _require_not_deleted(member)
+    if password is not None:
+        check_password(password)
+    plain = password or generate_password()
+    member.password_hash, member.updated_at = hash_password(plain), clock.now()
+    record(
+        session,
+        merchant_id=merchant.id,
+        actor=actor,
+        action="member.password_set" if password else "member.password_reset",
+        entity_kind="member",
+        entity_id=member.id,
+        member_id=member.id,
+    )
+    if password is None:
+        await send_credentials(session, secret_key, merchant, member, plain)
+    await request_provisioning(session, merchant.id, "member.password")
+    return None
+
+
+def pseudonym(secret_key: str, value: str) -> str:
+    digest = hmac.new(secret_key.encode(), value.encode(), hashlib.sha256).hexdigest()[:24]
+    return f"erased:{digest}"
+
+
+async def erase_member(session: AsyncSession, secret_key: str, member: Member, actor: Actor) -> Member:
+    """Delete a member: personal data goes, the ledger stays under a pseudonym."""
+    if member.deleted_at is not None:
+        return member
+    now = clock.now()
+    alias = pseudonym(secret_key, member.email_normalized or member.id)
+    before = member_snapshot(member)
+    await session.execute(
+        update(Payment)
+        .where(Payment.merchant_id == member.merchant_id, Payment.member_id == member.id)
+        .values(customer_email=alias)
+    )
+    await session.execute(
+        update(Order)
+        .where(Order.merchant_id == member.merchant_id, Order.customer_email == member.email)
+        .values(customer_email=None, customer_name=None)
+    )
+    # The raw gateway requests of the member's payments carry the same personal data.
+    inbox_ids = (
+        select(PaymentFact.inbox_event_id)
+        .join(Payment, Payment.id == PaymentFact.payment_id)
+        .where(Payment.merchant_id == member.merchant_id, Payment.member_id == member.id)
+    )
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.merchant_id == member.merchant_id, InboxEvent.id.in_(inbox_ids))
+        .values(body=b'{"erased": true}', headers={})
+    )
+    await session.execute(
+        update(Grant)
+        .where(Grant.member_id == member.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason="member deleted", updated_at=now)
+    )
+    member.email = member.email_normalized = member.name = member.username = member.password_hash = None
+    member.deleted_at = member.updated_at = now
+    record(
+        session,
+        merchant_id=member.merchant_id,
+        actor=actor,
+        action="member.deleted",
+        entity_kind="member",
+        entity_id=member.id,
+        member_id=member.id,
+        before={"locked": before["locked"]},
+        after={"erased": True},
+    )
+    await request_provisioning(session, member.merchant_id, "member.deleted")
+    return member
+
+
+async def grants_of(session: AsyncSession, member: Member) -> list[Grant]:
+    query = select(Grant).where(Grant.merchant_id == member.merchant_id, Grant.member_id == member.id)
+    return list(await session.scalars(query.order_by(Grant.starts_at)))
+
+
+async def grant_manually(
+    session: AsyncSession,
+    merchant: Merchant,
+    member: Member,
+    area: Area,
+    *,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    note: str | None,
+    actor: Actor,
+) -> Grant:
+    _require_not_deleted(member)
+    now = clock.now()
+    starts = starts_at or now
+    if ends_at is not None and ends_at <= starts:
+        raise InvalidInput("ends_at must be after starts_at", param="ends_at")
+    grant_id = new_id("grt")
+    grant = Grant(
+        id=grant_id,
+        merchant_id=merchant.id,
+        member_id=member.id,
+        area_id=area.id,
+        source_kind=GRANT_SOURCE_MANUAL,
+        source_id=grant_id,
+        starts_at=starts,
+        ends_at=ends_at,
+        note=note,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(grant)
+    record(
+        session,
+        merchant_id=merchant.id,
+        actor=actor,
+        action="grant.created",
+        entity_kind="grant",
+        entity_id=grant.id,
+        member_id=member.id,
+        after={
+            "area": area.slug,
+            "starts_at": starts.isoformat(),
+            "ends_at": ends_at and ends_at.isoformat(),
+            "source": GRANT_SOURCE_MANUAL,
+            "note": note,
+        },
+    )
+    await request_provisioning(session, merchant.id, "grant.created")
+    return grant
+
+
+async def revoke_grant(
+    session: AsyncSession, merchant: Merchant, grant_id: str, reason: str, actor: Actor
+) -> Grant:
+    grant = await session.scalar(select(Grant).where(Grant.id == grant_id, Grant.merchant_id == merchant.id))
+    if grant is None:
+        raise NotFound(f"no grant {grant_id!r}")
+    if grant.revoked_at is None:
+        grant.revoked_at, grant.revoked_reason, grant.updated_at = clock.now(), reason, clock.now()
+        record(
+            session,
+            merchant_id=merchant.id,
+            actor=actor,
+            action="grant.revoked",
+            entity_kind="grant",
+            entity_id=grant.id,
+            member_id=grant.member_id,
+            after={"reason": reason},
+        )
+        await request_provisioning(session, merchant.id, "grant.revoked")
+    return grant
+
+
+@dataclass(frozen=True)
+class AreaAccess:
+    area_id: str
+    area_slug: str
+    active: bool
+    until: datetime | None
+
+
+def window(grant: Grant) -> GrantWindow:
+    return GrantWindow(
+        area_id=grant.area_id, starts_at=grant.starts_at, ends_at=grant.ends_at, revoked_at=grant.revoked_at
+    )
+
+
+async def access_of(session: AsyncSession, member: Member, at: datetime | None = None) -> list[AreaAccess]:
+    """The member's access per area right now, derived from grants (invariant 1)."""
+    at = at or clock.now()
+    windows = [window(grant) for grant in await grants_of(session, member)]
+    standing = MemberStanding(locked=member.locked_at is not None, deleted=member.deleted_at is not None)
+    areas = await session.scalars(
+        select(Area).where(Area.merchant_id == member.merchant_id).order_by(Area.slug)
+    )
+    result = []
+    for area in areas:
+        if not any(w.area_id == area.id for w in windows):
+            continue
+        active = may_enter(standing, windows, area.id, at)
+        result.append(
+            AreaAccess(area.id, area.slug, active, access_until(windows, area.id, at) if active else None)
+        )
+    return result

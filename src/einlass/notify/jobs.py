@@ -1,0 +1,36 @@
+"""Outbox handlers that send email."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from einlass.crypto import decrypt_json
+from einlass.members.models import Member
+from einlass.notify.email import render_credentials_email, send_email
+from einlass.outbox.models import Job
+from einlass.outbox.worker import JobContext
+from einlass.tenants.models import Merchant
+
+
+async def send_credentials_email(context: JobContext, job: Job) -> None:
+    async with context.db.transaction() as session:
+        member = await session.scalar(
+            select(Member).where(Member.id == job.payload["member_id"], Member.merchant_id == job.merchant_id)
+        )
+        merchant = await session.get(Merchant, job.merchant_id)
+    if member is None or merchant is None or member.deleted_at is not None or not member.email:
+        return  # erased or gone since: nobody to write to
+    password = None
+    if "secret" in job.payload:
+        password = decrypt_json(context.settings.secret_key, job.payload["secret"])["password"]
+    email = render_credentials_email(
+        locale=member.locale,
+        merchant_name=merchant.name,
+        to=member.email,
+        member_name=member.name,
+        username=member.username or member.email,
+        password=password,
+        login_url=f"{context.settings.base_url.rstrip('/')}/m/{merchant.slug}/login",
+    )
+    # One Message-ID per job: a retried job rewrites the same message instead of a second one.
+    await send_email(context.settings, email, message_id=f"<{job.id}@einlass.local>")

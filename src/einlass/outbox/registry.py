@@ -1,0 +1,41 @@
+"""The worker with every feature's job handlers and periodic tasks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from einlass.billing.inbox import apply_with_retries
+from einlass.billing.service import pending_inbox_event_ids
+from einlass.config import Settings
+from einlass.db.engine import Database
+from einlass.members.service import JOB_CREDENTIALS_EMAIL, JOB_PROVISION
+from einlass.notify.jobs import send_credentials_email
+from einlass.outbox.worker import Handler, JobContext, Periodic, Worker
+from einlass.provisioning.jobs import sync_targets
+
+log = structlog.get_logger(__name__)
+
+HANDLERS: dict[str, Handler] = {
+    JOB_CREDENTIALS_EMAIL: send_credentials_email,
+    JOB_PROVISION: sync_targets,
+}
+
+
+async def recover_inbox(context: JobContext) -> int:
+    """Apply deliveries that were stored but never applied, and parked ones whose payment came."""
+    async with context.db.transaction() as session:
+        ids = await pending_inbox_event_ids(
+            session, timedelta(seconds=context.settings.inbox_recovery_after_s)
+        )
+    for event_id in ids:
+        try:
+            await apply_with_retries(context.db, context.settings, event_id)
+        except Exception:
+            log.exception("inbox event still does not apply", event_id=event_id)
+    return len(ids)
+
+
+def build_worker(db: Database, settings: Settings) -> Worker:
+    return Worker(db, settings, dict(HANDLERS), [Periodic("inbox-recovery", 2.0, recover_inbox)])
