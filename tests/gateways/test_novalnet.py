@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from einlass.billing.gateways.base import (
     PaymentEvent,
 )
 from einlass.billing.gateways.novalnet import NovalnetGateway, credit_fact
-from tests.payloads import novalnet as nn
+from payloads import novalnet as nn
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 KEY = nn.ACCESS_KEY
@@ -99,7 +100,7 @@ def test_access_key_is_reversed_bytewise_like_php_strrev() -> None:
 
 def test_upper_case_checksum_is_accepted() -> None:
     payload = nn.payment(PAY, amount=1990, email="max@example.com")
-    body, headers = nn.signed(payload, KEY)
+    _, headers = nn.signed(payload, KEY)
     payload["event"]["checksum"] = payload["event"]["checksum"].upper()
     gateway.verify(raw(payload), headers, SECRETS, NOW)
 
@@ -146,10 +147,10 @@ def test_key_not_reversed_is_rejected() -> None:
 def test_missing_checksum_is_rejected(checksum: str | None) -> None:
     payload = nn.payment(PAY, amount=1990, email="max@example.com")
     payload["event"]["checksum"] = checksum
-    with pytest.raises(InvalidSignature, match="event.checksum is missing"):
+    with pytest.raises(InvalidSignature, match=r"event.checksum is missing"):
         gateway.verify(raw(payload), {}, SECRETS, NOW)
     del payload["event"]["checksum"]
-    with pytest.raises(InvalidSignature, match="event.checksum is missing"):
+    with pytest.raises(InvalidSignature, match=r"event.checksum is missing"):
         gateway.verify(raw(payload), {}, SECRETS, NOW)
 
 
@@ -157,7 +158,7 @@ def test_missing_checksum_is_rejected(checksum: str | None) -> None:
 def test_checksum_of_wrong_type_is_rejected(checksum: object) -> None:
     payload = nn.payment(PAY, amount=1990, email="max@example.com")
     payload["event"]["checksum"] = checksum
-    with pytest.raises(InvalidSignature, match="event.checksum"):
+    with pytest.raises(InvalidSignature, match=r"event.checksum"):
         gateway.verify(raw(payload), {}, SECRETS, NOW)
 
 
@@ -235,7 +236,7 @@ def test_payment_with_unknown_status_has_no_effect() -> None:
 def test_payment_without_status_is_malformed() -> None:
     payload = nn.payment(PAY, amount=1990, email="max@example.com")
     del payload["transaction"]["status"]
-    with pytest.raises(MalformedPayload, match="transaction.status is required for PAYMENT"):
+    with pytest.raises(MalformedPayload, match=r"transaction.status is required for PAYMENT"):
         deliver(payload)
 
 
@@ -408,7 +409,7 @@ def test_credit_fact_classification() -> None:
 def test_credit_without_amount_is_malformed() -> None:
     payload = nn.credit(FOLLOW, parent_tid=PAY, amount=500)
     del payload["transaction"]["amount"]
-    with pytest.raises(MalformedPayload, match="transaction.amount is required for CREDIT"):
+    with pytest.raises(MalformedPayload, match=r"transaction.amount is required for CREDIT"):
         deliver(payload)
 
 
@@ -577,6 +578,7 @@ def _top(field: str, value: object) -> dict[str, Any]:
         (_without("event", "tid"), "event.tid is required"),
         (_without("result", "status"), "result.status is required"),
         (_top("result", None), "result is required"),
+        (_top("transaction", [1, 2]), "transaction must be a JSON object, not a list"),
         (_with("event", "type", ["PAYMENT"]), "event.type must be a string or an integer, not a list"),
         (_with("event", "tid", 1.5), "event.tid must be a string or an integer, not the number 1.5"),
         (_with("transaction", "amount", [1990]), "transaction.amount must be a string or an integer"),
@@ -592,7 +594,6 @@ def test_unsignable_body_is_malformed(payload: dict[str, Any], message: str) -> 
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (_top("transaction", [1, 2]), "transaction must be a JSON object, not a list"),
         (_top("transaction", None), "transaction is required for PAYMENT"),
         (_top("customer", "max@example.com"), "customer must be a JSON object, not the string"),
         (_top("custom", 7), "custom must be a JSON object, not the number 7"),
@@ -629,7 +630,7 @@ def test_malformed_signed_body(payload: dict[str, Any], message: str | None) -> 
 def test_parse_requires_the_checksum_for_the_event_key() -> None:
     payload = _payment()
     del payload["event"]["checksum"]
-    with pytest.raises(MalformedPayload, match="event.checksum is required"):
+    with pytest.raises(MalformedPayload, match=r"event.checksum is required"):
         gateway.parse(raw(payload), {})
 
 
@@ -682,10 +683,8 @@ TEMPLATES = [
 
 def _survives(body: bytes) -> None:
     """verify and parse either succeed or raise a GatewayError, nothing else."""
-    try:
+    with contextlib.suppress(GatewayError):
         gateway.verify(body, {}, SECRETS, NOW)
-    except GatewayError:
-        pass
     try:
         delivery = gateway.parse(body, {})
     except GatewayError:

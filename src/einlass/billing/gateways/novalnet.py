@@ -315,13 +315,34 @@ class _Delivery:
         )
 
     def event_key(self) -> str:
-        parts = [self.event_type, self.event_tid, self.checksum]
-        if self.event_type == TRANSACTION_UPDATE and self.transaction is not None:
-            # One payment can be updated many times, and the checksum does not cover
-            # the new status, the update type or the due date.
-            tx = self.transaction
-            parts += [tx.text("status") or "", tx.text("update_type") or "", tx.text("due_date") or ""]
-        return _bounded(":".join(parts))
+        return _bounded(
+            ":".join([self.event_type, self.event_tid, self.checksum, *self._unsigned_identity()])
+        )
+
+    def _unsigned_identity(self) -> list[str]:
+        """What tells two deliveries apart that the checksum does not cover.
+
+        TRANSACTION_UPDATE reuses the payment's TID and can happen many times; the
+        checksum covers neither the new status, the update type nor the due date.
+        A TRANSACTION_REFUND's checksum covers the original amount, not the refund.
+        """
+        tx = self.transaction
+        if tx is None:
+            return []
+        if self.event_type == TRANSACTION_UPDATE:
+            return [tx.text("status") or "", tx.text("update_type") or "", tx.text("due_date") or ""]
+        if self.event_type == TRANSACTION_REFUND:
+            refund = tx.section("refund")
+            refund_tid = refund.tid("tid") if refund is not None else None
+            refund_amount = refund.amount("amount") if refund is not None else None
+            refunded = tx.amount("refunded_amount")
+            return [
+                tx.text("status") or "",
+                refund_tid or "",
+                "" if refund_amount is None else str(refund_amount),
+                "" if refunded is None else str(refunded),
+            ]
+        return []
 
     def events(self) -> list[PaymentEvent]:
         if self.event_type == PAYMENT:
