@@ -26,7 +26,9 @@ from einlass.outbox.registry import build_worker
 from einlass.outbox.worker import Worker
 from einlass.tenants import service as tenants
 
-POSTGRES_URL = os.environ.get("EINLASS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "EINLASS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REQUIRE_POSTGRES = os.environ.get("EINLASS_REQUIRE_POSTGRES") == "1"
 SECRET_KEY = "test-secret-key-for-einlass"
 
@@ -46,13 +48,20 @@ def backend_params() -> list[object]:
     elif REQUIRE_POSTGRES:
         params.append(pytest.param("postgresql", id="postgresql"))  # fails loudly in the fixture
     else:
-        params.append(pytest.param("postgresql", id="postgresql",
-                                   marks=pytest.mark.skip(reason="PostgreSQL not reachable on 127.0.0.1:5432")))
+        params.append(
+            pytest.param(
+                "postgresql",
+                id="postgresql",
+                marks=pytest.mark.skip(reason="PostgreSQL not reachable on 127.0.0.1:5432"),
+            )
+        )
     return params
 
 
 @pytest.fixture(scope="session", params=backend_params())
-async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+async def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "einlass.db"
         db = Database(f"sqlite+aiosqlite:///{path}")
@@ -92,8 +101,13 @@ def clock() -> Iterator[FrozenClock]:
 
 @pytest.fixture
 def settings(tmp_path: Path, db: Database) -> Settings:
-    return Settings(database_url=db.url, secret_key=SECRET_KEY, mail_dir=tmp_path / "mail",
-                    run_worker_in_process=False, base_url="http://einlass.test")
+    return Settings(
+        database_url=db.url,
+        secret_key=SECRET_KEY,
+        mail_dir=tmp_path / "mail",
+        run_worker_in_process=False,
+        base_url="http://einlass.test",
+    )
 
 
 @pytest.fixture
@@ -129,19 +143,39 @@ async def make_shop(db: Database, slug: str = "shop") -> Shop:
         shop = Shop(slug=slug, merchant_id=merchant.id, api_key=issued.secret)
         await catalogue.create_area(session, merchant, "premium", "Premium", CLI)
         await catalogue.create_area(session, merchant, "archive", "Archive", CLI)
-        await catalogue.create_plan(session, merchant, slug="month", name="30 days", amount=990, currency="EUR",
-                                    access_period="P30D", areas=["premium"],
-                                    gateway_refs={"novalnet": ["tariff-30"], "generic": ["prod-30"],
-                                                  "stripe": ["price_30"]}, actor=CLI)
-        await catalogue.create_plan(session, merchant, slug="lifetime", name="Forever", amount=4900, currency="EUR",
-                                    access_period=None, areas=["premium", "archive"],
-                                    gateway_refs={"generic": ["prod-life"]}, actor=CLI)
-        await tenants.set_gateway_secrets(session, SECRET_KEY, merchant, "novalnet",
-                                          {"payment_access_key": shop.novalnet_key}, CLI)
-        await tenants.set_gateway_secrets(session, SECRET_KEY, merchant, "stripe",
-                                          {"webhook_secret": shop.stripe_secret}, CLI)
-        await tenants.set_gateway_secrets(session, SECRET_KEY, merchant, "generic",
-                                          {"signing_secret": shop.generic_secret}, CLI)
+        await catalogue.create_plan(
+            session,
+            merchant,
+            slug="month",
+            name="30 days",
+            amount=990,
+            currency="EUR",
+            access_period="P30D",
+            areas=["premium"],
+            gateway_refs={"novalnet": ["tariff-30"], "generic": ["prod-30"], "stripe": ["price_30"]},
+            actor=CLI,
+        )
+        await catalogue.create_plan(
+            session,
+            merchant,
+            slug="lifetime",
+            name="Forever",
+            amount=4900,
+            currency="EUR",
+            access_period=None,
+            areas=["premium", "archive"],
+            gateway_refs={"generic": ["prod-life"]},
+            actor=CLI,
+        )
+        await tenants.set_gateway_secrets(
+            session, SECRET_KEY, merchant, "novalnet", {"payment_access_key": shop.novalnet_key}, CLI
+        )
+        await tenants.set_gateway_secrets(
+            session, SECRET_KEY, merchant, "stripe", {"webhook_secret": shop.stripe_secret}, CLI
+        )
+        await tenants.set_gateway_secrets(
+            session, SECRET_KEY, merchant, "generic", {"signing_secret": shop.generic_secret}, CLI
+        )
     return shop
 
 

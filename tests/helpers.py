@@ -12,8 +12,9 @@ from einlass import clock
 _message_ids = itertools.count(1)
 
 
-async def post_generic(http: httpx.AsyncClient, shop: Any, payload: dict[str, Any],
-                       msg_id: str | None = None) -> httpx.Response:
+async def post_generic(
+    http: httpx.AsyncClient, shop: Any, payload: dict[str, Any], msg_id: str | None = None
+) -> httpx.Response:
     from payloads import generic
 
     msg_id = msg_id or f"msg_{next(_message_ids)}"

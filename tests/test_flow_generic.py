@@ -8,9 +8,16 @@ from helpers import api, has_access, member_by_email, post_generic
 from payloads import generic
 
 
-async def test_confirmed_payment_creates_member_with_access_and_credentials_email(client, shop, worker, settings, clock):
-    response = await post_generic(client, shop, generic.payment_confirmed(
-        "pay-1", amount=990, email="Erika@Example.com", product_id="prod-30", name="Erika Mustermann"))
+async def test_confirmed_payment_creates_member_with_access_and_credentials_email(
+    client, shop, worker, settings, clock
+):
+    response = await post_generic(
+        client,
+        shop,
+        generic.payment_confirmed(
+            "pay-1", amount=990, email="Erika@Example.com", product_id="prod-30", name="Erika Mustermann"
+        ),
+    )
     assert response.status_code == 200, response.text
 
     member = await member_by_email(client, shop, "erika@example.com")
@@ -28,11 +35,16 @@ async def test_confirmed_payment_creates_member_with_access_and_credentials_emai
 
 
 async def test_full_refund_closes_and_chargeback_reversal_reopens(client, shop):
-    await post_generic(client, shop, generic.payment_confirmed("pay-2", amount=990, email="a@example.com",
-                                                               product_id="prod-30"))
+    await post_generic(
+        client,
+        shop,
+        generic.payment_confirmed("pay-2", amount=990, email="a@example.com", product_id="prod-30"),
+    )
     await post_generic(client, shop, generic.payment_chargeback("pay-2", chargeback_id="cb-1", amount=990))
     assert not has_access(await member_by_email(client, shop, "a@example.com"))
-    await post_generic(client, shop, generic.payment_chargeback_reversed("pay-2", chargeback_id="cb-1", amount=990))
+    await post_generic(
+        client, shop, generic.payment_chargeback_reversed("pay-2", chargeback_id="cb-1", amount=990)
+    )
     assert has_access(await member_by_email(client, shop, "a@example.com"))
     await post_generic(client, shop, generic.payment_refunded("pay-2", refund_id="rf-1", amount=990))
     member = await member_by_email(client, shop, "a@example.com")
@@ -42,12 +54,17 @@ async def test_full_refund_closes_and_chargeback_reversal_reopens(client, shop):
 
 
 async def test_refund_before_payment_is_parked_then_applied(client, shop):
-    response = await post_generic(client, shop, generic.payment_refunded("pay-3", refund_id="rf-9", amount=990))
+    response = await post_generic(
+        client, shop, generic.payment_refunded("pay-3", refund_id="rf-9", amount=990)
+    )
     assert response.status_code == 200
     events = await api(client, shop, "GET", "/webhook_events", params={"status": "parked"})
     assert len(events["data"]) == 1
-    await post_generic(client, shop, generic.payment_confirmed("pay-3", amount=990, email="b@example.com",
-                                                               product_id="prod-30"))
+    await post_generic(
+        client,
+        shop,
+        generic.payment_confirmed("pay-3", amount=990, email="b@example.com", product_id="prod-30"),
+    )
     assert not has_access(await member_by_email(client, shop, "b@example.com"))
     events = await api(client, shop, "GET", "/webhook_events", params={"status": "parked"})
     assert events["data"] == []

@@ -30,11 +30,11 @@ def parse_period(value: str | None) -> timedelta | None:
     except (isodate.ISO8601Error, ValueError):
         raise InvalidInput(
             f"access_period {value!r} is not an ISO 8601 duration such as P30D", param="access_period"
-        )
+        ) from None
     if isinstance(duration, isodate.Duration):
         # Months and years have no fixed length; a month counts as 30 days here.
         duration = timedelta(days=int(duration.years) * 365 + int(duration.months) * 30) + duration.tdelta
-    if duration <= timedelta(0):
+    if not isinstance(duration, timedelta) or duration <= timedelta(0):
         raise InvalidInput("access_period must be positive", param="access_period")
     return duration
 

@@ -102,7 +102,7 @@ def render_payment(payment: Payment) -> dict[str, Any]:
 
 
 def render_event(event: InboxEvent, *, with_body: bool = False) -> dict[str, Any]:
-    document = {
+    document: dict[str, Any] = {
         "id": event.id,
         "object": "webhook_event",
         "gateway": event.gateway,

@@ -16,7 +16,7 @@ async def insert_ignoring_conflict(session: AsyncSession, model: type[Base], val
     The unique constraints decide what a duplicate is, so concurrent writers
     of the same row need no lock: exactly one insert wins.
     """
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     module: Any = postgresql if dialect == "postgresql" else sqlite
     primary_key = model.__table__.primary_key.columns[0]  # type: ignore[attr-defined]
     statement = module.insert(model).values(**values).on_conflict_do_nothing().returning(primary_key)
