@@ -412,3 +412,73 @@ def demo() -> None:
     from einlass.demo import ensure_demo
 
     _print(_run(ensure_demo))
+
+
+@app.command("simulate-payment")
+def simulate_payment(
+    slug: MerchantSlug,
+    email: Annotated[str, typer.Option(help="The buyer's email")],
+    product: Annotated[str, typer.Option(help="The gateway product id mapped to a plan")],
+    amount: Annotated[int, typer.Option(help="Minor units")] = 990,
+    currency: Annotated[str, typer.Option()] = "EUR",
+    kind: Annotated[str, typer.Option(help="payment.confirmed, payment.refunded, payment.chargeback")] = (
+        "payment.confirmed"
+    ),
+    payment_id: Annotated[
+        str | None, typer.Option(help="Reuse to refund an earlier simulated payment")
+    ] = None,
+) -> None:
+    """Post a signed generic-gateway event to the running server, as a billing system would."""
+    import secrets as random_ids
+    import urllib.error
+    import urllib.request
+
+    from einlass import clock
+    from einlass.standard_webhooks import sign
+
+    async def signing_secret(session: AsyncSession, settings: Settings) -> str:
+        merchant = await _merchant(session, slug)
+        found = await tenants.gateway_secrets(session, settings.secret_key, merchant.id, "generic")
+        if not found:
+            raise EinlassError(
+                f"merchant {slug!r} has no generic gateway secret; set one with 'einlass gateway set'"
+            )
+        return found["signing_secret"]
+
+    secret = _in_transaction(signing_secret)
+    settings = get_settings()
+    payment = payment_id or f"sim-{random_ids.token_hex(4)}"
+    data: dict[str, Any] = {"payment_id": payment, "amount": amount, "currency": currency}
+    if kind == "payment.confirmed":
+        data.update(product_id=product, customer={"email": email})
+    elif kind == "payment.refunded":
+        data["refund_id"] = f"rf-{random_ids.token_hex(4)}"
+    elif kind == "payment.chargeback":
+        data["chargeback_id"] = f"cb-{random_ids.token_hex(4)}"
+    body = json.dumps({"type": kind, "timestamp": clock.now().isoformat(), "data": data}).encode()
+    message_id, timestamp = f"msg_{random_ids.token_hex(8)}", int(clock.now().timestamp())
+    if not settings.base_url.startswith(("http://", "https://")):
+        raise typer.BadParameter("EINLASS_BASE_URL must be an http(s) URL")
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        f"{settings.base_url.rstrip('/')}/webhooks/{slug}/generic",
+        data=body,
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, message_id, timestamp, body),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        typer.echo(
+            f"error: the server answered {error.code}: {error.read().decode(errors='replace')}", err=True
+        )
+        raise typer.Exit(1) from None
+    except OSError as error:
+        typer.echo(f"error: cannot reach {settings.base_url}: {error}", err=True)
+        raise typer.Exit(1) from None
+    _print({"payment_id": payment, "type": kind, "server": answer})

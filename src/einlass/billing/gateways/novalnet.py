@@ -24,9 +24,10 @@ Authentication is the checksum Novalnet puts in ``event.checksum``::
 Follow-up events (CREDIT, CHARGEBACK, TRANSACTION_REFUND) carry their own new TID in
 ``event.tid`` and the original payment's TID in ``event.parent_tid``. For
 TRANSACTION_CAPTURE / _CANCEL / _UPDATE, ``event.tid`` is the payment's own TID, so
-one TID can be the subject of several deliveries; the event key therefore contains
-the event type and the checksum, and for TRANSACTION_UPDATE the new status, the
-update type and the due date (the checksum does not cover those).
+one TID can be the subject of several deliveries. The event key is therefore
+``{event.type}:{event.tid}:{event.checksum}``, followed for TRANSACTION_UPDATE by the
+new status, update type and due date, and for TRANSACTION_REFUND by the status, the
+refund's TID and amount and the total refunded: the checksum covers none of those.
 
 What einlass does with each event type is listed in docs/gateways/novalnet.md.
 
