@@ -107,9 +107,10 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MalformedPayload(f"body is not valid JSON: {error}") from None
-    except (ValueError, RecursionError):
-        # Integers past Python's digit limit, or nesting deeper than the parser allows.
-        raise MalformedPayload("body is not usable JSON: a number is too long or nesting too deep") from None
+    except RecursionError:
+        raise MalformedPayload("body is not usable JSON: nested too deeply") from None
+    except ValueError as error:  # an integer literal past Python's digit limit
+        raise MalformedPayload(f"body is not usable JSON: {error}") from None
     if not isinstance(document, dict):
         raise MalformedPayload("body must be a JSON object")
     return document

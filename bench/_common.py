@@ -1,0 +1,347 @@
+"""Shared pieces of the benchmarks: payloads, a lean HTTP/1.1 client, processes, statistics.
+
+Run as a script, this module serves the baseline: a raw ASGI app that answers 200 to
+every request after reading its body, under granian with the settings `einlass serve`
+uses (ASGI interface, one worker, no access log)::
+
+    PYTHONPATH=bench python bench/_common.py raw-asgi PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+# --- Novalnet payloads ---------------------------------------------------------------
+# The checksum scheme of tests/payloads/novalnet.py, copied so the bench does not import
+# the test suite: sha256_hex(event.tid + event.type + result.status + transaction.amount
+# + transaction.currency + reverse(payment_access_key)).
+
+
+def novalnet_checksum(payload: dict[str, Any], access_key: str) -> str:
+    event, transaction = payload["event"], payload.get("transaction") or {}
+    token = f"{event['tid']}{event['type']}{payload['result']['status']}"
+    for field in ("amount", "currency"):
+        if transaction.get(field) is not None:
+            token += str(transaction[field])
+    return hashlib.sha256((token + access_key[::-1]).encode()).hexdigest()
+
+
+def novalnet_payment(
+    tid: int, *, email: str, tariff: int, access_key: str, amount: int = 990, bad_checksum: bool = False
+) -> bytes:
+    """A signed Novalnet PAYMENT notification (CONFIRMED, result SUCCESS), serialised."""
+    payload: dict[str, Any] = {
+        "event": {"type": "PAYMENT", "tid": tid, "checksum": ""},
+        "merchant": {"vendor": 4, "project": 4711, "tariff": tariff},
+        "result": {"status": "SUCCESS", "status_code": 100, "status_text": "Successful"},
+        "transaction": {
+            "tid": tid,
+            "amount": amount,
+            "currency": "EUR",
+            "date": "2026-01-01 12:00:00",
+            "payment_type": "CREDITCARD",
+            "status": "CONFIRMED",
+            "test_mode": 1,
+        },
+        "customer": {
+            "first_name": "Max",
+            "last_name": "Mustermann",
+            "email": email,
+            "billing": {
+                "street": "Hauptstr.",
+                "house_no": "9",
+                "city": "Kaiserslautern",
+                "zip": "66862",
+                "country_code": "DE",
+            },
+        },
+        "custom": {"lang": "DE"},
+    }
+    checksum = novalnet_checksum(payload, access_key)
+    payload["event"]["checksum"] = ("0" * 64) if bad_checksum else checksum
+    return json.dumps(payload).encode()
+
+
+# --- statistics ----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+# --- a lean HTTP/1.1 keep-alive client -------------------------------------------------
+# httpx costs the client about 0.3-0.5 ms of CPU per request; on a small machine that
+# shares its cores with the server, that is a large part of the baseline. This client
+# writes pre-built request bytes and parses Content-Length or chunked responses.
+
+
+class HTTPError(Exception):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(HTTPError(f"connection closed before the response: {exc}"))
+
+    def _complete(self) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        try:
+            status = int(head[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            waiter.set_exception(HTTPError(f"bad status line {head[0]!r}"))
+            return
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        keep_alive = headers.get("connection", "").lower() != "close"
+        start = end + 4
+        if "content-length" in headers:
+            stop = start + int(headers["content-length"])
+            if len(self.buffer) < stop:
+                return
+            body = bytes(self.buffer[start:stop])
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parsed = _dechunk(self.buffer, start)
+            if parsed is None:
+                return
+            body, stop = parsed
+        elif status in (204, 304) or 100 <= status < 200:
+            body, stop = b"", start
+        else:
+            waiter.set_exception(HTTPError("response without length framing is not supported"))
+            return
+        del self.buffer[:stop]
+        waiter.set_result((status, body, keep_alive))
+
+    async def request(self, data: bytes) -> tuple[int, bytes, bool]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
+def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
+    body = bytearray()
+    position = start
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
+        position = line_end + 2
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n", position)
+            if trailer_end < 0:
+                return None
+            return bytes(body), trailer_end + 2
+        if len(buffer) < position + size + 2:
+            return None
+        body += buffer[position : position + size]
+        position += size + 2
+
+
+class LeanClient:
+    """One keep-alive connection; reconnects when the server closes it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.connection: _Connection | None = None
+
+    async def _connect(self) -> _Connection:
+        if self.connection is None or self.connection.closed:
+            loop = asyncio.get_running_loop()
+            _transport, protocol = await loop.create_connection(_Connection, self.host, self.port)
+            self.connection = protocol
+        return self.connection
+
+    def build_post(self, path: str, body: bytes, content_type: str = "application/json") -> bytes:
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        connection = await self._connect()
+        status, body, keep_alive = await connection.request(request)
+        if not keep_alive and connection.transport is not None:
+            connection.transport.close()
+            self.connection = None
+        return status, body
+
+    def close(self) -> None:
+        if self.connection is not None and self.connection.transport is not None:
+            self.connection.transport.close()
+        self.connection = None
+
+
+# --- processes -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A server process in its own process group, stopped as a group."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path) -> None:
+        self.name, self.log_path = name, log_path
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            list(argv), env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready at {url} after {timeout}s; see {self.log_path}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # The group may outlive its leader (granian's worker): make sure it is gone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        self.log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def tables(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
+    """A plain text table."""
+    body = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(out)
+
+
+# --- the baseline app ------------------------------------------------------------------
+
+
+async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the whole body, answers 200 with ``{}``."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def create_raw_app() -> Any:
+    return raw_asgi_app
+
+
+def _serve_raw(port: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    # The settings of `einlass serve` (src/einlass/cli.py), with this app as the target.
+    Granian(
+        "_common:create_raw_app",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address="127.0.0.1",
+        port=port,
+        workers=1,
+        log_access=False,
+    ).serve()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "raw-asgi":
+        _serve_raw(int(sys.argv[2]))
+    else:
+        sys.exit("usage: _common.py raw-asgi PORT")
