@@ -104,13 +104,12 @@ class HTTPError(Exception):
 
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # asyncio.Transport, or uvloop's (not a subclass)
         self.buffer = bytearray()
         self.waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -163,11 +162,23 @@ class _Connection(asyncio.Protocol):
         del self.buffer[:stop]
         waiter.set_result((status, body, keep_alive))
 
-    async def request(self, data: bytes) -> tuple[int, bytes, bool]:
+    async def request(self, data: bytes, timeout: float) -> tuple[int, bytes, bool]:
         assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(timeout, self._time_out, waiter, timeout)
         self.transport.write(data)
-        return await self.waiter
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _time_out(self, waiter: asyncio.Future[tuple[int, bytes, bool]], timeout: float) -> None:
+        if not waiter.done():
+            waiter.set_exception(HTTPError(f"no response within {timeout}s"))
+            if self.transport is not None:
+                self.transport.close()
+            self.closed = True
 
 
 def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
@@ -193,8 +204,8 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
 class LeanClient:
     """One keep-alive connection; reconnects when the server closes it."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, timeout: float = 300.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
         self.connection: _Connection | None = None
 
     async def _connect(self) -> _Connection:
@@ -212,7 +223,11 @@ class LeanClient:
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
         connection = await self._connect()
-        status, body, keep_alive = await connection.request(request)
+        try:
+            status, body, keep_alive = await connection.request(request, self.timeout)
+        except HTTPError:
+            self.close()
+            raise
         if not keep_alive and connection.transport is not None:
             connection.transport.close()
             self.connection = None
@@ -253,10 +268,12 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready at {url} after {timeout}s; see {self.log_path}")
 
@@ -264,10 +281,8 @@ class Server:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         # The group may outlive its leader (granian's worker): make sure it is gone.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.pool import NullPool
 
 from einlass import clock as clock_module
 from einlass.app import create_app
@@ -68,13 +70,24 @@ async def database(
     else:
         if not postgres_reachable():
             pytest.fail("PostgreSQL is required (EINLASS_REQUIRE_POSTGRES=1) but not reachable")
-        db = Database(POSTGRES_URL)
-        async with db.engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
+        # A database of its own per test run, so that parallel runs never meet.
+        name = f"einlass_test_{secrets.token_hex(4)}"
+        await _admin_sql(f'CREATE DATABASE "{name}"')
+        db = Database(POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}")
     await upgrade_async(db)
     yield db
     await db.dispose()
+    if request.param == "postgresql":
+        await _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin_sql(statement: str) -> None:
+    admin = Database(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with admin.engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await admin.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from einlass.crypto import verify_password
+from einlass.members.models import Member
+from einlass.outbox.models import Job
 from einlass.outbox.registry import build_worker
 from helpers import api, post_generic
 from payloads import generic
@@ -95,9 +101,13 @@ async def test_payment_sends_credentials_through_smtp(client, shop, db, settings
 
     jobs = await api(client, shop, "GET", "/jobs", params={"status": "done"})
     assert [job["kind"] for job in jobs["data"]].count("email.credentials") == 1
-    assert all("secret" not in job["payload"] for job in jobs["data"]), (
-        "the password does not outlive the job"
-    )
+
+    password = re.search(r"Passwort: (\S+)", body).group(1)
+    async with db.transaction() as session:
+        member = await session.scalar(select(Member).where(Member.email_normalized == "anna@example.de"))
+        stored_jobs = json.dumps([job.payload for job in await session.scalars(select(Job))])
+    assert verify_password(password, member.password_hash), "the mailed password is the member's password"
+    assert password not in stored_jobs, "the plain password is stored nowhere"
 
 
 async def test_smtp_down_job_retries_then_shows_failed_and_can_be_retried(client, shop, db, settings, clock):

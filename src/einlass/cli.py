@@ -281,11 +281,13 @@ def member_create(
 ) -> None:
     """Create a member with a generated password (emailed, or printed with --no-send)."""
 
-    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         merchant = await _merchant(session, slug)
-        member, password = await members.create_member(session, merchant, email=email, name=name, actor=CLI)
+        member, password = await members.create_member(
+            session, merchant, email=email, name=name, generate=not send, actor=CLI
+        )
         if send:
-            await members.send_credentials(session, settings.secret_key, merchant, member, password)
+            await members.send_credentials(session, merchant, member, new_password=True)
             return render_member(member)
         return {**render_member(member), "password": password}
 
@@ -351,7 +353,7 @@ def member_password(
     _member_action(
         slug,
         member_id,
-        lambda s, st, m, member: members.set_password(s, st.secret_key, m, member, password, CLI),
+        lambda s, _st, m, member: members.set_password(s, m, member, password, CLI),
     )
 
 

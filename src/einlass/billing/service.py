@@ -343,10 +343,10 @@ async def _member_for_payment(
         .with_for_update()
     )
     if member is not None and member.deleted_at is None:
-        await send_credentials(session, settings.secret_key, merchant, member, None)
+        await send_credentials(session, merchant, member, new_password=False)
         return member
     customer = event.customer
-    member, password = await create_member(
+    member, _ = await create_member(
         session,
         merchant,
         email=email,
@@ -354,7 +354,7 @@ async def _member_for_payment(
         actor=actor,
         locale=customer.locale if customer else None,
     )
-    await send_credentials(session, settings.secret_key, merchant, member, password)
+    await send_credentials(session, merchant, member, new_password=True)
     return member
 
 

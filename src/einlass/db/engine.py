@@ -31,7 +31,7 @@ class Database:
         self.is_sqlite = is_sqlite(self.url)
         if self.is_sqlite:
             engine_kwargs.setdefault("connect_args", {"timeout": 30})
-        else:
+        elif "poolclass" not in engine_kwargs:
             engine_kwargs.setdefault("pool_size", 20)
             engine_kwargs.setdefault("max_overflow", 20)
             engine_kwargs.setdefault("pool_pre_ping", True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from einlass import clock
 from einlass.audit.service import Actor, record
 from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentFact
-from einlass.crypto import encrypt_json, generate_password, hash_password
+from einlass.crypto import generate_password, hash_password
 from einlass.errors import Conflict, InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.access import GrantWindow, MemberStanding, access_until, may_enter
@@ -94,13 +95,25 @@ async def request_provisioning(session: AsyncSession, merchant_id: str, reason: 
 
 
 async def send_credentials(
-    session: AsyncSession, secret_key: str, merchant: Merchant, member: Member, password: str | None
+    session: AsyncSession, merchant: Merchant, member: Member, *, new_password: bool
 ) -> None:
-    """Queue the credentials email; a new password travels encrypted and is dropped once sent."""
-    payload: dict[str, Any] = {"member_id": member.id}
-    if password is not None:
-        payload["secret"] = encrypt_json(secret_key, {"password": password})
-    await enqueue(session, JOB_CREDENTIALS_EMAIL, payload, merchant_id=merchant.id)
+    """Queue the credentials email.
+
+    With ``new_password`` the job generates the password, stores its hash and
+    mails it: the plain password is never stored, and the slow hash runs in
+    the worker instead of the payment's transaction.
+    """
+    await enqueue(
+        session,
+        JOB_CREDENTIALS_EMAIL,
+        {"member_id": member.id, "new_password": new_password},
+        merchant_id=merchant.id,
+    )
+
+
+async def hashed(password: str) -> str:
+    """argon2id off the event loop: it takes tens of milliseconds of CPU."""
+    return await asyncio.to_thread(hash_password, password)
 
 
 async def create_member(
@@ -111,9 +124,13 @@ async def create_member(
     name: str | None,
     actor: Actor,
     password: str | None = None,
+    generate: bool = False,
     locale: str | None = None,
-) -> tuple[Member, str]:
-    """Create a member with the given or a generated password; returns the plain password once."""
+) -> tuple[Member, str | None]:
+    """Create a member; returns the plain password once when one was given or ``generate``d.
+
+    Without either, the member has no password until the credentials job issues one.
+    """
     normalized = normalize_email(email)
     existing = await session.scalar(
         select(Member.id).where(Member.merchant_id == merchant.id, Member.email_normalized == normalized)
@@ -122,7 +139,8 @@ async def create_member(
         raise Conflict(f"a member with email {email!r} exists already ({existing})", code="member_exists")
     if password is not None:
         check_password(password)
-    plain = password or generate_password()
+    plain = password or (generate_password() if generate else None)
+    password_hash = await hashed(plain) if plain else None
     now = clock.now()
     member = Member(
         id=new_id("mem"),
@@ -131,7 +149,7 @@ async def create_member(
         email_normalized=normalized,
         name=name,
         username=normalized,
-        password_hash=hash_password(plain),
+        password_hash=password_hash,
         locale=_locale(locale, merchant),
         created_at=now,
         updated_at=now,
@@ -246,32 +264,40 @@ async def unlock_member(session: AsyncSession, member: Member, actor: Actor) -> 
 
 
 async def set_password(
-    session: AsyncSession,
-    secret_key: str,
-    merchant: Merchant,
-    member: Member,
-    password: str | None,
-    actor: Actor,
-) -> str | None:
-    """Set the given password, or generate one and email it; returns nothing to show when emailed."""
+    session: AsyncSession, merchant: Merchant, member: Member, password: str | None, actor: Actor
+) -> None:
+    """Set the given password, or reset: the credentials job issues a new one by email."""
     _require_not_deleted(member)
-    if password is not None:
-        check_password(password)
-    plain = password or generate_password()
-    member.password_hash, member.updated_at = hash_password(plain), clock.now()
+    if password is None:
+        record(
+            session,
+            merchant_id=merchant.id,
+            actor=actor,
+            action="member.password_reset",
+            entity_kind="member",
+            entity_id=member.id,
+            member_id=member.id,
+        )
+        await send_credentials(session, merchant, member, new_password=True)
+        return
+    check_password(password)
+    await store_password(session, member, await hashed(password), actor, "member.password_set")
+
+
+async def store_password(
+    session: AsyncSession, member: Member, password_hash: str, actor: Actor, action: str
+) -> None:
+    member.password_hash, member.updated_at = password_hash, clock.now()
     record(
         session,
-        merchant_id=merchant.id,
+        merchant_id=member.merchant_id,
         actor=actor,
-        action="member.password_set" if password else "member.password_reset",
+        action=action,
         entity_kind="member",
         entity_id=member.id,
         member_id=member.id,
     )
-    if password is None:
-        await send_credentials(session, secret_key, merchant, member, plain)
-    await request_provisioning(session, merchant.id, "member.password")
-    return None
+    await request_provisioning(session, member.merchant_id, action)
 
 
 def pseudonym(secret_key: str, value: str) -> str:

@@ -101,6 +101,8 @@ async def list_members(
 
 @router.post("/members", status_code=201)
 async def create_member(body: MemberCreate, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
+    """Without a password and with send_credentials, the member gets a generated one by email;
+    with send_credentials false, the generated password is in the answer, once."""
     async with ctx.transaction() as session:
         member, password = await service.create_member(
             session,
@@ -108,14 +110,15 @@ async def create_member(body: MemberCreate, ctx: ApiContext = Depends(api_contex
             email=body.email,
             name=body.name,
             password=body.password,
+            generate=body.password is None and not body.send_credentials,
             locale=body.locale,
             actor=ctx.actor,
         )
         if body.send_credentials:
-            await service.send_credentials(session, ctx.settings.secret_key, ctx.merchant, member, password)
+            await service.send_credentials(session, ctx.merchant, member, new_password=body.password is None)
         document = render_member(member, [])
-        if body.password is None and not body.send_credentials:
-            document["password"] = password  # shown once, since it is not emailed
+        if body.password is None and password is not None:
+            document["password"] = password
         return document
 
 
@@ -170,9 +173,7 @@ async def set_password(
 ) -> dict[str, Any]:
     async with ctx.transaction() as session:
         member = await service.get_member(session, ctx.merchant_id, member_id, for_update=True)
-        await service.set_password(
-            session, ctx.settings.secret_key, ctx.merchant, member, body.password if body else None, ctx.actor
-        )
+        await service.set_password(session, ctx.merchant, member, body.password if body else None, ctx.actor)
         return {**render_member(member), "credentials_emailed": not (body and body.password)}
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from einlass.crypto import decrypt_json
+from einlass.audit.service import Actor
+from einlass.crypto import generate_password
 from einlass.members.models import Member
+from einlass.members.service import hashed, store_password
 from einlass.notify.email import render_credentials_email, send_email
 from einlass.outbox.models import Job
 from einlass.outbox.worker import JobContext
@@ -13,16 +15,27 @@ from einlass.tenants.models import Merchant
 
 
 async def send_credentials_email(context: JobContext, job: Job) -> None:
+    """Mail the member's credentials; with ``new_password``, issue the password first.
+
+    The new password's hash is committed before the mail goes out. A retry after
+    a crash issues another password and mails that one: the member may get two
+    emails, and the later one is the password that works.
+    """
+    password = generate_password() if job.payload.get("new_password") else None
+    password_hash = await hashed(password) if password else None
     async with context.db.transaction() as session:
         member = await session.scalar(
-            select(Member).where(Member.id == job.payload["member_id"], Member.merchant_id == job.merchant_id)
+            select(Member)
+            .where(Member.id == job.payload["member_id"], Member.merchant_id == job.merchant_id)
+            .with_for_update()
         )
         merchant = await session.get(Merchant, job.merchant_id)
-    if member is None or merchant is None or member.deleted_at is not None or not member.email:
-        return  # erased or gone since: nobody to write to
-    password = None
-    if "secret" in job.payload:
-        password = decrypt_json(context.settings.secret_key, job.payload["secret"])["password"]
+        if member is None or merchant is None or member.deleted_at is not None or not member.email:
+            return  # erased or gone since: nobody to write to
+        if password_hash is not None:
+            await store_password(
+                session, member, password_hash, Actor("job", job.id), "member.credentials_issued"
+            )
     email = render_credentials_email(
         locale=member.locale,
         merchant_name=merchant.name,

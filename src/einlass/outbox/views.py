@@ -16,8 +16,6 @@ router = APIRouter(tags=["jobs"])
 
 
 def render_job(job: Job) -> dict[str, Any]:
-    # The payload may carry an encrypted secret; only its harmless keys are shown.
-    payload = {key: value for key, value in job.payload.items() if key != "secret"}
     return {
         "id": job.id,
         "object": "job",
@@ -26,7 +24,7 @@ def render_job(job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
         "last_error": job.last_error,
-        "payload": payload,
+        "payload": job.payload,
         "run_after": iso(job.run_after),
         "created_at": iso(job.created_at),
         "finished_at": iso(job.finished_at),

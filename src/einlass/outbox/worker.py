@@ -105,13 +105,11 @@ class Worker:
 
     async def _record_success(self, job: Job) -> None:
         now = clock.now()
-        # Secrets a job carried (a new password for an email) do not outlive it.
-        payload = {key: value for key, value in job.payload.items() if key != "secret"}
         async with self.context.db.transaction() as session:
             await session.execute(
                 update(Job)
                 .where(Job.id == job.id)
-                .values(status=JOB_DONE, finished_at=now, updated_at=now, locked_until=None, payload=payload)
+                .values(status=JOB_DONE, finished_at=now, updated_at=now, locked_until=None)
             )
         JOBS_RUN.labels(job.kind, "done").inc()
 

@@ -1,0 +1,856 @@
+"""Ingest benchmark: signed Novalnet PAYMENT webhooks into members with access, end to end.
+
+For each backend (SQLite, PostgreSQL) the bench makes a fresh database, runs the
+migrations and creates a merchant, an area, a plan (gateway reference = Novalnet
+tariff) and the Novalnet secret with the ``einlass`` CLI, starts ``einlass serve``
+(granian, one process, outbox worker in-process, logs at WARNING) and posts N
+distinct signed PAYMENT events (each a new customer, CONFIRMED) from C concurrent
+keep-alive connections. Latency is from the request written to the response read;
+einlass commits the grant before it answers 200. Then it checks that every event
+made an active member: pages through ``GET /api/v1/members``, reads a sample of 50
+members' access, and counts grants and inbox rows in the database.
+
+A baseline runs in the same process against the same granian settings: a raw ASGI
+app that reads the body and answers 200, posted the same bodies with the same
+client (and nginx ``return 200`` when nginx is installed).
+
+Where the time goes: sequential single requests of three kinds give the split of
+one request's server time (p50 each):
+
+- ``verify_only_ms``: bad checksum, rejected 401 (HTTP, merchant lookup, secret
+  decryption, checksum);
+- ``duplicate_ms``: a redelivery (the above, plus parse and the store transaction,
+  whose INSERT ... ON CONFLICT DO NOTHING finds the row);
+- ``new_event_ms``: a new payment (the above, plus the apply transaction:
+  payment, ledger, member, grant, outbox jobs, audit).
+
+``--profile`` also samples the server under py-spy during the load (``--py-spy PATH``
+or ``BENCH_PY_SPY`` or ``py-spy`` on PATH) and prints where its CPU went.
+
+Usage::
+
+    .venv/bin/python bench/ingest.py [--quick] [--events N] [--concurrency C]
+        [--backends sqlite,postgresql] [--profile]
+
+The last line of the output is one JSON object with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    HTTPError,
+    LeanClient,
+    Server,
+    free_port,
+    ms,
+    novalnet_payment,
+    percentile,
+    tables,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "bench"
+EINLASS = Path(sys.executable).parent / "einlass"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+HOST = "127.0.0.1"
+MERCHANT = "bench"
+AREA = "premium"
+TARIFF = 30
+WEBHOOK_PATH = f"/webhooks/{MERCHANT}/novalnet"
+# 17-digit TIDs as Novalnet sends them; one range per purpose.
+LOAD_TIDS = 14_000_000_000_000_000
+WARMUP_TIDS = 15_000_000_000_000_000
+SPLIT_TIDS = 16_000_000_000_000_000
+REJECTED_TID = 17_000_000_000_000_000
+WARMUP_EVENTS = 3
+
+
+@dataclass
+class Config:
+    events: int
+    concurrency: int
+    backends: list[str]
+    quick: bool
+    profile: bool
+    py_spy: str | None
+    max_load_s: float | None
+    split_samples: int
+    split_max_s: float
+    new_samples: int
+    new_max_s: float
+    keep: bool
+    pg_admin_url: str
+
+
+@dataclass
+class LoadResult:
+    elapsed_s: float
+    latencies: list[float]
+    statuses: collections.Counter[int]
+    outcomes: collections.Counter[str]
+    ok_indices: list[int]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return len(self.ok_indices)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "events_per_s": round(self.ok / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            "p50_ms": ms(percentile(self.latencies, 0.50)),
+            "p99_ms": ms(percentile(self.latencies, 0.99)),
+            "max_ms": ms(max(self.latencies)) if self.latencies else None,
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+
+# --- the client side ---------------------------------------------------------------------
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run on uvloop when it is installed: less client overhead on a shared machine."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+async def load(
+    port: int, bodies: Sequence[bytes], concurrency: int, max_seconds: float | None, stored_marker: bytes | None
+) -> LoadResult:
+    """Post every body once from ``concurrency`` keep-alive connections."""
+    builder = LeanClient(HOST, port)
+    requests = [builder.build_post(WEBHOOK_PATH, body) for body in bodies]
+    indices = iter(range(len(requests)))
+    result = LoadResult(0.0, [], collections.Counter(), collections.Counter(), [])
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+
+    async def worker() -> None:
+        client = LeanClient(HOST, port)
+        try:
+            for index in indices:
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                started = time.perf_counter()
+                try:
+                    status, body = await client.send(requests[index])
+                except (HTTPError, OSError) as error:
+                    result.statuses[0] += 1
+                    if len(result.errors) < 5:
+                        result.errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                result.latencies.append(time.perf_counter() - started)
+                result.statuses[status] += 1
+                if status == 200:
+                    result.ok_indices.append(index)
+                    if stored_marker is not None:
+                        result.outcomes["stored" if stored_marker in body else "other"] += 1
+                elif len(result.errors) < 5:
+                    result.errors.append(f"HTTP {status}: {body[:200]!r}")
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def sequential(
+    port: int, bodies: Sequence[bytes], expect: int, max_seconds: float, marker: bytes | None = None
+) -> tuple[list[float], int]:
+    """One connection, one request at a time: latencies of answers with status ``expect``."""
+    client = LeanClient(HOST, port)
+    latencies: list[float] = []
+    unexpected = 0
+    deadline = time.perf_counter() + max_seconds
+    try:
+        for body in bodies:
+            if time.perf_counter() > deadline:
+                break
+            request = client.build_post(WEBHOOK_PATH, body)
+            started = time.perf_counter()
+            status, answer = await client.send(request)
+            elapsed = time.perf_counter() - started
+            if status == expect and (marker is None or marker in answer):
+                latencies.append(elapsed)
+            else:
+                unexpected += 1
+    finally:
+        client.close()
+    return latencies, unexpected
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchDatabase:
+    kind: str
+    url: str
+    drop: Callable[[], None]
+
+    def counts(self) -> dict[str, Any]:
+        queries = {
+            "members": "SELECT count(*) FROM members WHERE deleted_at IS NULL",
+            "grants_open": "SELECT count(*) FROM grants WHERE revoked_at IS NULL",
+            "grants": "SELECT count(*) FROM grants",
+        }
+        status_query = "SELECT status, count(*) FROM inbox_events GROUP BY status"
+        jobs_query = "SELECT status, count(*) FROM jobs GROUP BY status"
+        if self.kind == "sqlite":
+            path = self.url.split("///", 1)[1]
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+                found: dict[str, Any] = {k: connection.execute(q).fetchone()[0] for k, q in queries.items()}
+                found["inbox"] = dict(connection.execute(status_query).fetchall())
+                found["jobs"] = dict(connection.execute(jobs_query).fetchall())
+            return found
+        import psycopg
+
+        with psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+            found = {k: connection.execute(q).fetchone()[0] for k, q in queries.items()}  # type: ignore[index]
+            found["inbox"] = dict(connection.execute(status_query).fetchall())  # type: ignore[arg-type]
+            found["jobs"] = dict(connection.execute(jobs_query).fetchall())  # type: ignore[arg-type]
+        return found
+
+
+def create_database(kind: str, workdir: Path, pg_admin_url: str) -> BenchDatabase:
+    if kind == "sqlite":
+        path = workdir / "einlass.db"
+        return BenchDatabase(kind, f"sqlite+aiosqlite:///{path}", lambda: None)
+    if kind != "postgresql":
+        raise ValueError(f"unknown backend {kind!r}")
+    import psycopg
+
+    name = f"einlass_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+
+    def drop() -> None:
+        with psycopg.connect(pg_admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+    base = pg_admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return BenchDatabase(kind, f"{base}/{name}", drop)
+
+
+# --- einlass: setup, server, verification ------------------------------------------------------
+
+
+def einlass_env(database_url: str, workdir: Path, port: int) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
+    env.update(
+        EINLASS_DATABASE_URL=database_url,
+        EINLASS_SECRET_KEY=secrets.token_urlsafe(32),
+        EINLASS_MAIL_DIR=str(workdir / "mail"),
+        EINLASS_RUN_WORKER_IN_PROCESS="true",
+        EINLASS_LOG_LEVEL="WARNING",
+        EINLASS_BASE_URL=f"http://{HOST}:{port}",
+    )
+    return env
+
+
+def cli(env: dict[str, str], workdir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(EINLASS), *args], env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=120)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, process.args))} failed ({process.returncode}): {err or out}")
+    return out
+
+
+def set_up_merchant(env: dict[str, str], workdir: Path, access_key: str) -> str:
+    """Migrations, merchant, area, plan and Novalnet secret through the CLI; returns the API key."""
+    finish(cli(env, workdir, "migrate"))
+    merchant = json.loads(finish(cli(env, workdir, "merchant", "create", MERCHANT, "--name", "Bench GmbH")))
+    area = cli(env, workdir, "catalogue", "area", MERCHANT, AREA, "--name", "Premium")
+    gateway = cli(
+        env, workdir, "gateway", "set", MERCHANT, "novalnet", "--secret", f"payment_access_key={access_key}"
+    )
+    finish(area)
+    finish(gateway)
+    plan = ["catalogue", "plan", MERCHANT, "month", "--name", "30 days", "--amount", "990", "--area", AREA]
+    finish(cli(env, workdir, *plan, "--period", "P30D", "--ref", f"novalnet={TARIFF}"))
+    return str(merchant["api_key"])
+
+
+def verify_members(port: int, api_key: str, database: BenchDatabase, expected: int) -> dict[str, Any]:
+    """All members active: the REST API (every page, a sample in detail) and the database."""
+    started = time.perf_counter()
+    ids: list[str] = []
+    with httpx.Client(
+        base_url=f"http://{HOST}:{port}", headers={"authorization": f"Bearer {api_key}"}, timeout=120
+    ) as http:
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["starting_after"] = cursor
+            response = http.get("/api/v1/members", params=params)
+            response.raise_for_status()
+            page = response.json()
+            ids += [member["id"] for member in page["data"]]
+            if not page["has_more"]:
+                break
+            cursor = page["next_cursor"]
+        sample = random.sample(ids, min(50, len(ids)))
+        inactive = []
+        for member_id in sample:
+            document = http.get(f"/api/v1/members/{member_id}").raise_for_status().json()
+            if not any(a["area"] == AREA and a["active"] for a in document.get("access", [])):
+                inactive.append(member_id)
+    counts = database.counts()
+    problems = []
+    if len(ids) != expected:
+        problems.append(f"API lists {len(ids)} members, expected {expected}")
+    if inactive:
+        problems.append(f"{len(inactive)} of {len(sample)} sampled members without active access")
+    if counts["grants_open"] != expected:
+        problems.append(f"database has {counts['grants_open']} open grants, expected {expected}")
+    unapplied = {k: v for k, v in counts["inbox"].items() if k != "applied"}
+    if unapplied:
+        problems.append(f"inbox events not applied: {unapplied}")
+    return {
+        "expected": expected,
+        "members_api": len(ids),
+        "sampled": len(sample),
+        "sample_inactive": len(inactive),
+        **counts,
+        "ok": not problems,
+        "problems": problems,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def password_hash_ms(samples: int = 5) -> float | None:
+    """p50 of einlass.crypto.hash_password (argon2id) in this process, for the split."""
+    try:
+        from einlass.crypto import hash_password
+    except ImportError:
+        return None
+    hash_password("warm-up-password")
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        hash_password(secrets.token_urlsafe(12))
+        timings.append(time.perf_counter() - started)
+    return ms(percentile(timings, 0.5))
+
+
+# --- profiling -------------------------------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy attached to the server's process tree during the load, raw (collapsed) stacks."""
+
+    def __init__(self, py_spy: str, pid: int, output: Path) -> None:
+        self.output = output
+        self.log = output.with_suffix(".log").open("wb")
+        self.process = subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "250"]
+            + ["--format", "raw", "--output", str(output)],  # noqa: RUF005
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        time.sleep(1.0)  # attach before the load starts
+        if self.process.poll() is not None:
+            self.log.close()
+            raise RuntimeError(f"py-spy exited at once: {output.with_suffix('.log').read_text()[-500:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.log.close()
+
+
+# Exclusive buckets, first match wins: (label, function name, file name part).
+BUCKETS = [
+    ("argon2id hash_password", "hash_password", "crypto.py"),
+    ("inbox recovery sweep (worker)", "recover_inbox", "registry.py"),
+    ("apply transaction (rest)", "apply_with_retries", "inbox.py"),
+    ("receive: lookup+verify+parse+store", "receive", "inbox.py"),
+    ("outbox worker (jobs)", "", "outbox/worker.py"),
+    ("FastAPI/Starlette routing", "", "starlette/"),
+]
+# Cross-cutting, inclusive (they overlap the buckets and each other).
+INCLUSIVE = [
+    ("SQLAlchemy", "sqlalchemy/"),
+    ("DB driver (aiosqlite/sqlite3/psycopg)", ("aiosqlite/", "psycopg/", "sqlite3/")),
+    ("email_validator", "email_validator/"),
+    ("structlog", "structlog/"),
+    ("cryptography (Fernet)", "cryptography/"),
+    ("json", "json/"),
+]
+
+
+def summarise_profile(path: Path) -> dict[str, Any]:
+    stacks: list[tuple[list[str], int]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks.append((stack.split(";"), int(count)))
+    total = sum(count for _, count in stacks)
+    if not total:
+        return {"samples": 0}
+    buckets: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        label = "other (granian, asyncio, idle loop)"
+        for name, function, filename in BUCKETS:
+            if any(f.startswith(f"{function} (") if function else True for f in frames if filename in f):
+                label = name
+                break
+        buckets[label] += count
+        for name, needle in INCLUSIVE:
+            needles = needle if isinstance(needle, tuple) else (needle,)
+            if any(n in f for f in frames for n in needles):
+                inclusive[name] += count
+        leaves[frames[-1]] += count
+
+    def share(counter: collections.Counter[str]) -> dict[str, float]:
+        return {k: round(100 * v / total, 1) for k, v in counter.most_common()}
+
+    return {
+        "samples": total,
+        "buckets_pct": share(buckets),
+        "inclusive_pct": share(inclusive),
+        "top_leaf_pct": dict(list(share(leaves).items())[:12]),
+        "raw": str(path),
+    }
+
+
+# --- one backend -----------------------------------------------------------------------------------
+
+
+def run_backend(
+    kind: str, config: Config, bodies: list[bytes], access_key: str, workdir: Path, hash_ms: float | None
+) -> dict[str, Any]:
+    directory = workdir / kind
+    directory.mkdir()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    database = create_database(kind, directory, config.pg_admin_url)
+    try:
+        port = free_port()
+        env = einlass_env(database.url, directory, port)
+        api_key = set_up_merchant(env, directory, access_key)
+        timings["setup_s"] = time.perf_counter() - started
+        server = Server(
+            f"einlass serve ({kind})",
+            [str(EINLASS), "serve", "--host", HOST, "--port", str(port), "--no-migrate"],
+            env,
+            directory / "server.log",
+            directory,
+        )
+        try:
+            server.wait_ready(f"http://{HOST}:{port}/readyz")
+            timings["start_s"] = time.perf_counter() - started - timings["setup_s"]
+            return measure(kind, config, bodies, access_key, port, server, database, api_key, hash_ms, timings)
+        except BaseException:
+            print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            server.stop()
+    finally:
+        database.drop()
+
+
+def measure(
+    kind: str,
+    config: Config,
+    bodies: list[bytes],
+    access_key: str,
+    port: int,
+    server: Server,
+    database: BenchDatabase,
+    api_key: str,
+    hash_ms: float | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    rejected = novalnet_payment(
+        REJECTED_TID, email="nobody@example.de", tariff=TARIFF, access_key=access_key, bad_checksum=True
+    )
+    warmup = [
+        novalnet_payment(WARMUP_TIDS + i, email=f"warmup{i}@example.de", tariff=TARIFF, access_key=access_key)
+        for i in range(WARMUP_EVENTS)
+    ]
+
+    async def warm_up() -> int:
+        await sequential(port, [rejected] * 20, 401, 30)
+        latencies, _ = await sequential(port, warmup, 200, 120, b'"stored"')
+        return len(latencies)
+
+    expected = run_async(warm_up())
+    profiler = None
+    if config.profile and config.py_spy:
+        profiler = Profiler(config.py_spy, server.pid, server.log_path.with_name(f"profile-{kind}.txt"))
+    try:
+        result: LoadResult = run_async(load(port, bodies, config.concurrency, config.max_load_s, b'"stored"'))
+    finally:
+        if profiler is not None:
+            profiler.stop()
+    expected += result.outcomes["stored"]
+    verification = verify_members(port, api_key, database, expected)
+
+    # The split of one request's time: sequential requests of three kinds.
+    stored_bodies = [bodies[i] for i in sorted(result.ok_indices)]
+    fresh = [
+        novalnet_payment(SPLIT_TIDS + i, email=f"split{i}@example.de", tariff=TARIFF, access_key=access_key)
+        for i in range(config.new_samples)
+    ]
+
+    async def split() -> dict[str, Any]:
+        verify_only, bad1 = await sequential(port, [rejected] * config.split_samples, 401, config.split_max_s)
+        duplicate, bad2 = await sequential(
+            port, stored_bodies[: config.split_samples], 200, config.split_max_s, b'"duplicate"'
+        )
+        new, bad3 = await sequential(port, fresh, 200, config.new_max_s, b'"stored"')
+        return {
+            "verify_only": verify_only,
+            "duplicate": duplicate,
+            "new": new,
+            "unexpected": bad1 + bad2 + bad3,
+        }
+
+    splits = run_async(split())
+    expected += len(splits["new"])
+    final = database.counts()
+    final_ok = final["grants_open"] == expected and set(final["inbox"]) <= {"applied"}
+
+    summary = result.summary()
+    verify_ms = ms(percentile(splits["verify_only"], 0.5))
+    duplicate_ms = ms(percentile(splits["duplicate"], 0.5))
+    new_ms = ms(percentile(splits["new"], 0.5))
+    entry: dict[str, Any] = {
+        "backend": kind,
+        "events_per_s": summary["events_per_s"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "events": result.ok,
+        "concurrency": config.concurrency,
+        "events_requested": len(bodies),
+        "truncated": result.ok < len(bodies),
+        "max_ms": summary["max_ms"],
+        "elapsed_s": summary["elapsed_s"],
+        "non_200": {str(k): v for k, v in result.statuses.items() if k != 200},
+        "errors": result.errors,
+        "verify_only_ms": verify_ms,
+        "duplicate_ms": duplicate_ms,
+        "new_event_ms": new_ms,
+        "split_samples": {k: len(v) for k, v in splits.items() if k != "unexpected"},
+        "split_unexpected": splits["unexpected"],
+        "store_txn_ms": round(duplicate_ms - verify_ms, 2),
+        "apply_txn_ms": round(new_ms - duplicate_ms, 2),
+        "password_hash_ms": hash_ms,
+        "verified": verification["ok"] and final_ok,
+        "verification": verification,
+        "final_counts": final,
+        "setup_s": round(timings["setup_s"], 2),
+        "server_start_s": round(timings["start_s"], 2),
+    }
+    if profiler is not None:
+        entry["profile"] = summarise_profile(profiler.output)
+    return entry
+
+
+# --- baselines -------------------------------------------------------------------------------------
+
+
+def run_raw_asgi(config: Config, bodies: list[bytes], workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
+    server = Server(
+        "raw ASGI on granian",
+        [sys.executable, str(BENCH_DIR / "_common.py"), "raw-asgi", str(port)],
+        env,
+        workdir / "raw-asgi.log",
+        workdir,
+    )
+    try:
+        server.wait_ready(f"http://{HOST}:{port}/")
+        return measure_baseline("baseline-raw-asgi", config, bodies, port)
+    finally:
+        server.stop()
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen {host}:{port};
+        location / {{ return 200 '{{}}'; }}
+    }}
+}}
+"""
+
+
+def run_nginx(nginx: str, config: Config, bodies: list[bytes], workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    prefix = workdir / "nginx"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=prefix, host=HOST, port=port))
+    server = Server(
+        "nginx",
+        [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+        dict(os.environ),
+        prefix / "stdout.log",
+        workdir,
+    )
+    try:
+        server.wait_ready(f"http://{HOST}:{port}/")
+        return measure_baseline("baseline-nginx", config, bodies, port)
+    finally:
+        server.stop()
+
+
+def measure_baseline(name: str, config: Config, bodies: list[bytes], port: int) -> dict[str, Any]:
+    async def run() -> tuple[LoadResult, list[float]]:
+        await load(port, bodies[:200], config.concurrency, None, None)  # warm-up
+        result = await load(port, bodies, config.concurrency, config.max_load_s, None)
+        single, _ = await sequential(port, bodies[: config.split_samples], 200, config.split_max_s)
+        return result, single
+
+    result, single = run_async(run())
+    summary = result.summary()
+    return {
+        "backend": name,
+        "events_per_s": summary["events_per_s"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "events": result.ok,
+        "concurrency": config.concurrency,
+        "max_ms": summary["max_ms"],
+        "elapsed_s": summary["elapsed_s"],
+        "non_200": {str(k): v for k, v in result.statuses.items() if k != 200},
+        "sequential_ms": ms(percentile(single, 0.5)),
+    }
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+def report(results: list[dict[str, Any]], notes: list[str], config: Config) -> None:
+    baseline = next((r for r in results if r["backend"] == "baseline-raw-asgi"), None)
+    for entry in results:
+        if baseline and "error" not in entry and entry is not baseline and entry.get("events_per_s"):
+            entry["vs_baseline_throughput"] = round(entry["events_per_s"] / baseline["events_per_s"], 4)
+            entry["vs_baseline_p50"] = round(entry["p50_ms"] / baseline["p50_ms"], 1)
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r["backend"], "-", "-", "-", "-", "-", "-", "-", "-", "-", f"ERROR: {r['error']}"])
+            continue
+        rows.append(
+            [
+                r["backend"],
+                r["events"],
+                r["concurrency"],
+                r["events_per_s"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r.get("vs_baseline_throughput", "-"),
+                r.get("verify_only_ms", r.get("sequential_ms", "-")),
+                r.get("duplicate_ms", "-"),
+                r.get("new_event_ms", "-"),
+                {True: "yes", False: "NO"}.get(r.get("verified"), "-"),
+            ]
+        )
+    header = ["backend", "events", "conc", "events/s", "p50 ms", "p99 ms", "x baseline"]
+    header += ["verify ms", "dup ms", "new ms", "all active"]
+    print()
+    print(tables(rows, header))
+    print("(verify/dup/new: p50 of sequential single requests; for baselines 'verify ms' is a plain POST)")
+    for r in results:
+        if "error" in r or "new_event_ms" not in r:
+            continue
+        print(f"\n{r['backend']}: one new event ~{r['new_event_ms']} ms sequential =")
+        print(f"  HTTP + merchant lookup + secret decrypt + checksum   {r['verify_only_ms']:>9} ms")
+        print(f"  + parse + store transaction (ON CONFLICT no-op)      {r['store_txn_ms']:>9} ms")
+        print(f"  + apply transaction (payment, member, grant, jobs)   {r['apply_txn_ms']:>9} ms")
+        if r.get("password_hash_ms") is not None:
+            print(f"    of which argon2id hash_password (bench process)    {r['password_hash_ms']:>9} ms")
+        if r.get("truncated"):
+            print(
+                f"  load stopped at the time budget: {r['events']} of {r['events_requested']} events "
+                f"in {r['elapsed_s']} s"
+            )
+        if not r.get("verified"):
+            print(f"  VERIFICATION FAILED: {r['verification']['problems']} final={r['final_counts']}")
+        if r.get("non_200"):
+            print(f"  non-200 answers: {r['non_200']} {r['errors']}")
+        profile = r.get("profile")
+        if profile and profile.get("samples"):
+            print(f"  py-spy, {profile['samples']} samples of server CPU during the load:")
+            for label, pct in profile["buckets_pct"].items():
+                print(f"    {pct:5.1f}%  {label}")
+            print("   inclusive: " + ", ".join(f"{k} {v}%" for k, v in profile["inclusive_pct"].items()))
+            print("   top leaf frames:")
+            for frame, pct in list(profile["top_leaf_pct"].items())[:8]:
+                print(f"    {pct:5.1f}%  {frame}")
+            print(f"   raw stacks: {profile['raw']}")
+    for note in notes:
+        print(f"note: {note}")
+    compact = []
+    for r in results:
+        keep = ("backend", "events_per_s", "p50_ms", "p99_ms", "events", "concurrency", "error")
+        keep += ("events_requested", "truncated", "verified", "verify_only_ms", "duplicate_ms", "new_event_ms")
+        keep += ("store_txn_ms", "apply_txn_ms", "password_hash_ms", "vs_baseline_throughput", "sequential_ms")
+        compact.append({k: r[k] for k in keep if k in r})
+    print(json.dumps({"bench": "ingest", "quick": config.quick, "results": compact, "notes": notes}))
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1000 events, time-boxed: under about a minute")
+    parser.add_argument("--events", type=int, help="events per backend (default 5000, --quick 1000)")
+    parser.add_argument("--concurrency", type=int, default=50, help="concurrent connections (default 50)")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
+    parser.add_argument("--profile", action="store_true", help="sample the server with py-spy during load")
+    parser.add_argument("--py-spy", default=os.environ.get("BENCH_PY_SPY") or shutil.which("py-spy"))
+    parser.add_argument(
+        "--max-load-seconds",
+        type=float,
+        help="stop sending new events after this long (default: none, --quick 8)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, profiles)")
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for backend in backends:
+        if backend not in ("sqlite", "postgresql"):
+            parser.error(f"unknown backend {backend!r}")
+    quick = args.quick
+    return Config(
+        events=args.events or (1000 if quick else 5000),
+        concurrency=args.concurrency,
+        backends=backends,
+        quick=quick,
+        profile=args.profile,
+        py_spy=args.py_spy,
+        max_load_s=args.max_load_seconds if args.max_load_seconds is not None else (8.0 if quick else None),
+        split_samples=100 if quick else 300,
+        split_max_s=1.5 if quick else 20.0,
+        new_samples=20 if quick else 300,
+        new_max_s=3.0 if quick else 30.0,
+        keep=args.keep or args.profile,
+        pg_admin_url=args.pg_admin_url,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, terminate)
+    workdir = Path(tempfile.mkdtemp(prefix="einlass-bench-"))
+    notes: list[str] = [f"machine: {os.cpu_count()} CPUs shared by client and server"]
+    results: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    access_key = secrets.token_hex(16)
+    tag = secrets.token_hex(3)
+    bodies = [
+        novalnet_payment(LOAD_TIDS + i, email=f"buyer{i:06d}-{tag}@example.de", tariff=TARIFF, access_key=access_key)
+        for i in range(config.events)
+    ]
+    failed = False
+    try:
+        print(f"ingest bench: {config.events} events, concurrency {config.concurrency}, work dir {workdir}")
+        print("baseline: raw ASGI app on granian ...", flush=True)
+        try:
+            results.append(run_raw_asgi(config, bodies, workdir))
+        except Exception as error:
+            failed = True
+            traceback.print_exc()
+            results.append({"backend": "baseline-raw-asgi", "error": str(error)})
+        nginx = shutil.which("nginx")
+        if nginx:
+            print("baseline: nginx return 200 ...", flush=True)
+            try:
+                results.append(run_nginx(nginx, config, bodies, workdir))
+            except Exception as error:
+                traceback.print_exc()
+                notes.append(f"nginx baseline failed: {error}")
+        else:
+            notes.append("nginx is not installed: nginx 'return 200' baseline skipped")
+        if config.profile and not config.py_spy:
+            notes.append("--profile: py-spy not found (PATH, BENCH_PY_SPY, --py-spy); timing split only")
+        hash_ms = password_hash_ms()
+        for kind in config.backends:
+            print(f"{kind}: setting up, serving, posting {config.events} events ...", flush=True)
+            try:
+                results.append(run_backend(kind, config, bodies, access_key, workdir, hash_ms))
+            except Exception as error:
+                failed = True
+                traceback.print_exc()
+                results.append({"backend": kind, "error": f"{type(error).__name__}: {error}"})
+        failed = failed or any(r.get("verified") is False for r in results)
+        notes.append(f"total runtime {time.perf_counter() - started:.1f} s")
+        if config.keep:
+            notes.append(f"work directory kept: {workdir}")
+        report(results, notes, config)
+    finally:
+        if not config.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
