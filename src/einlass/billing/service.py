@@ -38,7 +38,7 @@ from einlass.db.util import insert_ignoring_conflict
 from einlass.errors import InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.models import GRANT_SOURCE_PAYMENT, Grant, Member
-from einlass.members.service import create_member, normalize_email, request_provisioning, send_credentials
+from einlass.members.service import create_member, normalize_email, access_changed, send_credentials
 from einlass.tenants.models import PARTIAL_REFUND_KEEPS_ACCESS, Merchant
 
 log = structlog.get_logger(__name__)
@@ -315,7 +315,7 @@ async def _settle_member_and_grants(
                 after={"payment_status": state.status.value},
             )
     if changed:
-        await request_provisioning(session, merchant.id, f"payment {payment.id}")
+        await access_changed(session, merchant.id, payment.member_id, f"payment {payment.id}")
 
 
 def _iso(value: Any) -> str | None:

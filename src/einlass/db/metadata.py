@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import einlass.access.models
 import einlass.audit.models
 import einlass.billing.models
 import einlass.members.models
 import einlass.outbox.models
+import einlass.provisioning.models
 import einlass.rest.models
 import einlass.tenants.models  # noqa: F401
 from einlass.db.base import Base

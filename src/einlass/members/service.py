@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
+from einlass.access.models import AccessChange
 from einlass.audit.service import Actor, record
 from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentFact
 from einlass.crypto import generate_password, hash_password
@@ -83,8 +84,16 @@ async def list_members(
     return list(await session.scalars(query.order_by(Member.id.desc()).limit(limit)))
 
 
-async def request_provisioning(session: AsyncSession, merchant_id: str, reason: str) -> None:
-    """Ask the push targets to converge; bursts coalesce into one job per merchant."""
+async def access_changed(session: AsyncSession, merchant_id: str, member_id: str | None, reason: str) -> None:
+    """Something that decides access changed: tell the caches and the push targets.
+
+    Both in the caller's transaction: the change-log row makes every process
+    drop its cached decision for the member, and one coalesced provisioning
+    job per merchant makes the push targets converge.
+    """
+    session.add(
+        AccessChange(merchant_id=merchant_id, member_id=member_id, reason=reason[:100], at=clock.now())
+    )
     await enqueue(
         session,
         JOB_PROVISION,
@@ -219,7 +228,7 @@ async def update_member(
         before=before,
         after=member_snapshot(member),
     )
-    await request_provisioning(session, merchant.id, "member.updated")
+    await access_changed(session, merchant.id, member.id, "member.updated")
     return member
 
 
@@ -242,7 +251,7 @@ async def lock_member(session: AsyncSession, member: Member, reason: str | None,
             member_id=member.id,
             after={"reason": reason},
         )
-        await request_provisioning(session, member.merchant_id, "member.locked")
+        await access_changed(session, member.merchant_id, member.id, "member.locked")
     return member
 
 
@@ -259,7 +268,7 @@ async def unlock_member(session: AsyncSession, member: Member, actor: Actor) -> 
             entity_id=member.id,
             member_id=member.id,
         )
-        await request_provisioning(session, member.merchant_id, "member.unlocked")
+        await access_changed(session, member.merchant_id, member.id, "member.unlocked")
     return member
 
 
@@ -297,7 +306,7 @@ async def store_password(
         entity_id=member.id,
         member_id=member.id,
     )
-    await request_provisioning(session, member.merchant_id, action)
+    await access_changed(session, member.merchant_id, member.id, action)
 
 
 def pseudonym(secret_key: str, value: str) -> str:
@@ -351,7 +360,7 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
         before={"locked": before["locked"]},
         after={"erased": True},
     )
-    await request_provisioning(session, member.merchant_id, "member.deleted")
+    await access_changed(session, member.merchant_id, member.id, "member.deleted")
     return member
 
 
@@ -407,7 +416,7 @@ async def grant_manually(
             "note": note,
         },
     )
-    await request_provisioning(session, merchant.id, "grant.created")
+    await access_changed(session, merchant.id, member.id, "grant.created")
     return grant
 
 
@@ -429,7 +438,7 @@ async def revoke_grant(
             member_id=grant.member_id,
             after={"reason": reason},
         )
-        await request_provisioning(session, merchant.id, "grant.revoked")
+        await access_changed(session, merchant.id, grant.member_id, "grant.revoked")
     return grant
 
 
