@@ -11,6 +11,8 @@ import structlog
 from fastapi import FastAPI
 
 from einlass import __version__
+from einlass.access.cache import AccessCache
+from einlass.access.views import AUTH_METHODS, auth_check
 from einlass.audit.views import router as audit_router
 from einlass.billing.views import router as billing_router
 from einlass.billing.views import webhooks as webhooks_router
@@ -52,17 +54,19 @@ def create_app(
     db = db or Database(settings.database_url)
     in_process = settings.run_worker_in_process if run_worker is None else run_worker
 
+    access_cache = AccessCache(db, settings.secret_key, poll_interval_s=settings.access_poll_interval_s)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = None
+        tasks = [asyncio.create_task(access_cache.run_poller(stop))]
         if in_process:
-            task = asyncio.create_task(build_worker(db, settings).run_forever(stop))
+            tasks.append(asyncio.create_task(build_worker(db, settings).run_forever(stop)))
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
+            for task in tasks:
                 with contextlib.suppress(Exception):
                     await task
             await db.dispose()
@@ -75,8 +79,9 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.db, app.state.settings = db, settings
+    app.state.db, app.state.settings, app.state.access_cache = db, settings, access_cache
     install_error_handlers(app)
+    app.add_route("/auth/{merchant}/{area}", auth_check, methods=AUTH_METHODS, include_in_schema=False)
     app.include_router(ops_router)
     app.include_router(webhooks_router)
     app.mount("/api/v1", create_api(db, settings))

@@ -214,7 +214,7 @@ async def plan_details(session: AsyncSession, plan: Plan) -> dict[str, Any]:
         )
     )
     refs: dict[str, list[str]] = {}
-    for gateway, external_id in references.tuples():
+    for gateway, external_id in references:
         refs.setdefault(gateway, []).append(external_id)
     return {"areas": sorted(areas), "gateway_refs": refs}
 

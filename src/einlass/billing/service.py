@@ -38,7 +38,7 @@ from einlass.db.util import insert_ignoring_conflict
 from einlass.errors import InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.models import GRANT_SOURCE_PAYMENT, Grant, Member
-from einlass.members.service import create_member, normalize_email, access_changed, send_credentials
+from einlass.members.service import access_changed, create_member, normalize_email, send_credentials
 from einlass.tenants.models import PARTIAL_REFUND_KEEPS_ACCESS, Merchant
 
 log = structlog.get_logger(__name__)
