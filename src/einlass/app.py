@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from einlass import __version__
 from einlass.access.cache import AccessCache
+from einlass.access.pages import router as member_pages_router
 from einlass.access.views import AUTH_METHODS, auth_check
 from einlass.audit.views import router as audit_router
 from einlass.billing.views import router as billing_router
@@ -22,6 +23,7 @@ from einlass.members.views import router as members_router
 from einlass.ops import router as ops_router
 from einlass.outbox.registry import build_worker
 from einlass.outbox.views import router as jobs_router
+from einlass.provisioning.views import router as provisioning_router
 from einlass.rest.common import install_error_handlers
 from einlass.rest.idempotency import IdempotencyMiddleware
 from einlass.tenants.views import router as tenants_router
@@ -41,7 +43,14 @@ def create_api(db: Database, settings: Settings) -> FastAPI:
     )
     api.state.db, api.state.settings = db, settings
     install_error_handlers(api)
-    for router in (tenants_router, billing_router, members_router, jobs_router, audit_router):
+    for router in (
+        tenants_router,
+        billing_router,
+        members_router,
+        provisioning_router,
+        jobs_router,
+        audit_router,
+    ):
         api.include_router(router)
     api.add_middleware(IdempotencyMiddleware, database=lambda: db)
     return api
@@ -83,6 +92,7 @@ def create_app(
     install_error_handlers(app)
     app.add_route("/auth/{merchant}/{area}", auth_check, methods=AUTH_METHODS, include_in_schema=False)
     app.include_router(ops_router)
+    app.include_router(member_pages_router)
     app.include_router(webhooks_router)
     app.mount("/api/v1", create_api(db, settings))
     return app

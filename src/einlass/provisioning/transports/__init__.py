@@ -1,0 +1,1 @@
+"""File transports for htpasswd targets, chosen by the target's kind."""
