@@ -252,7 +252,9 @@ def free_port() -> int:
 class Server:
     """A server process in its own process group, stopped as a group."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path
+    ) -> None:
         self.name, self.log_path = name, log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(

@@ -217,7 +217,7 @@ class AccessCache:
                 return None
             areas = await connection.execute(select(Area.slug, Area.id).where(Area.merchant_id == row.id))
             entry = MerchantEntry(
-                row.id, slug, row.name, {slug: area_id for slug, area_id in areas}, time.monotonic()
+                row.id, slug, row.name, dict(areas), time.monotonic()
             )
         self.merchants[slug] = entry
         return entry
