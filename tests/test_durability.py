@@ -422,6 +422,7 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
     for delivery in deliveries:
         delivery.body = payment_body(delivery.tid, delivery.email)
     queue = iter(deliveries)
+    T0 = time.monotonic()
     acknowledged = 0
     in_flight = 0
     in_flight_at_kill = -1
@@ -444,6 +445,7 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
 
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         await asyncio.gather(*(client(http) for _ in range(CLIENTS)))
+    print("posted", time.monotonic()-T0)
     assert killed.is_set(), "the server was never killed: too few events were acknowledged"
     assert in_flight_at_kill > 0, "no request was in flight at the kill"
     attempted = [d for d in deliveries if d.outcomes]
@@ -456,6 +458,7 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
 
     server.start()  # the same database, a new port
     await server.wait_ready()
+    print("restarted", time.monotonic()-T0)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         # The gateway retries what it got no 2xx for, and redelivers some it did.
         redelivered = acked[:: max(1, len(acked) // 20)] + acked[-CLIENTS:]
@@ -464,11 +467,13 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
         again = await gather_limited([post_recording(http, shop, d) for d in redelivered], CLIENTS)
         assert all(again) and {d.outcomes[-1] for d in redelivered} == {"200 duplicate"}
 
+        print("reposted", time.monotonic()-T0)
         # The recovery sweep applies what was stored but not applied before the kill.
         expected = attempted
         events = await all_events_applied(http, shop, expected=len(expected))
         assert {e["type"] for e in events} == {"PAYMENT"}
 
+        print("applied", time.monotonic()-T0)
         payments = await list_all(http, shop, "/payments")
         per_tid = Counter(p["external_id"] for p in payments)
         assert per_tid == Counter(d.tid for d in expected), "not exactly one payment per event"
@@ -497,6 +502,7 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
         per_member = Counter(j["payload"]["member_id"] for j in jobs)
         assert per_member == Counter(member_of_email.values()), "not exactly one credentials email per member"
 
+        print("checked", time.monotonic()-T0)
         # Every job still waiting runs; one claimed just before the kill keeps its lease
         # (minutes) and runs later, rewriting the same message if it got that far.
         async def none_pending() -> tuple[bool, Any]:
@@ -507,6 +513,7 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
 
         await wait_for("no credentials email is waiting", none_pending)
         jobs = [j for j in await list_all(http, shop, "/jobs") if j["kind"] == CREDENTIALS_JOB]
+    print("mails", time.monotonic()-T0)
     email_of_member = {member_id: address for address, member_id in member_of_email.items()}
     done = {email_of_member[j["payload"]["member_id"]] for j in jobs if j["status"] == "done"}
     recipients = Counter(str(m["To"]) for m in mails(tmp_path / "mail"))

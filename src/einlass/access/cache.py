@@ -217,7 +217,7 @@ class AccessCache:
                 return None
             areas = await connection.execute(select(Area.slug, Area.id).where(Area.merchant_id == row.id))
             entry = MerchantEntry(
-                row.id, slug, row.name, dict(areas), time.monotonic()
+                row.id, slug, row.name, dict(areas.all()), time.monotonic()
             )
         self.merchants[slug] = entry
         return entry

@@ -74,4 +74,4 @@ async def retry_job(session: AsyncSession, merchant_id: str, job_id: str) -> Job
 
 async def queue_depth(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.status, func.count()).group_by(Job.status))
-    return dict(rows)
+    return dict(rows.all())
