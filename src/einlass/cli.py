@@ -484,3 +484,158 @@ def simulate_payment(
         typer.echo(f"error: cannot reach {settings.base_url}: {error}", err=True)
         raise typer.Exit(1) from None
     _print({"payment_id": payment, "type": kind, "server": answer})
+
+
+# --- push targets (provisioning) -------------------------------------------------------------
+
+target_app = typer.Typer(
+    help="Push targets: htpasswd files (local, FTP, FTPS, SFTP) and webhooks.", no_args_is_help=True
+)
+app.add_typer(target_app, name="target")
+
+
+async def _target_document(session: AsyncSession, settings: Settings, target: Any) -> dict[str, Any]:
+    from einlass.provisioning import service as targets
+    from einlass.provisioning.views import render_target
+
+    areas = await targets.area_slugs(session, target.merchant_id, [target.id])
+    return render_target(target, areas[target.id], targets.secret_names(settings.secret_key, target))
+
+
+@app.command()
+def reconcile(
+    slug: Annotated[
+        str | None, typer.Argument(help="The merchant's slug; every merchant when omitted")
+    ] = None,
+) -> None:
+    """Reconcile push targets now, printing one line per target; exit code 1 if any failed."""
+    from einlass.provisioning.reconciler import ReconcileResult, reconcile_merchant
+
+    def line(merchant_slug: str, result: ReconcileResult) -> str:
+        drift = result.drift
+        text = (
+            f"{merchant_slug}/{result.name} ({result.kind}): {result.status}, "
+            f"{result.members} members, {'written' if result.written else 'unchanged'}, "
+            f"+{len(drift.missing)} -{len(drift.unexpected)} ~{len(drift.changed)} "
+            f"without hash {len(drift.without_hash)}, {result.duration_s * 1000:.0f} ms"
+        )
+        return f"{text}: {result.error}" if result.error else text
+
+    async def work(db: Database, settings: Settings) -> int:
+        async with db.transaction() as session:
+            merchants = [await _merchant(session, slug)] if slug else await tenants.list_merchants(session)
+        failed = 0
+        for merchant in merchants:
+
+            def show(result: ReconcileResult, merchant_slug: str = merchant.slug) -> None:
+                typer.echo(line(merchant_slug, result))
+
+            results = await reconcile_merchant(db, settings, merchant.id, CLI, on_result=show)
+            failed += sum(result.failed for result in results)
+        return failed
+
+    failed = _run(work)
+    if failed:
+        typer.echo(f"{failed} target(s) failed", err=True)
+        raise typer.Exit(1)
+
+
+@target_app.command("add")
+def target_add(
+    slug: MerchantSlug,
+    name: Annotated[str, typer.Argument(help="A name for the target, unique per merchant")],
+    area: Annotated[
+        list[str], typer.Option(help="Area slug whose members the target lists; repeat for more")
+    ],
+    kind: Annotated[str, typer.Option(help="htpasswd_file, ftp, ftps, sftp or webhook")] = "htpasswd_file",
+    path: Annotated[str | None, typer.Option(help="htpasswd_file: absolute path of the file")] = None,
+    scheme: Annotated[str | None, typer.Option(help="Hash scheme: sha512_crypt, bcrypt or apr1")] = None,
+    cost: Annotated[int | None, typer.Option(help="sha512_crypt rounds or bcrypt cost")] = None,
+    host: Annotated[str | None, typer.Option(help="ftp/ftps/sftp: server")] = None,
+    port: Annotated[int | None, typer.Option(help="ftp/ftps/sftp: port")] = None,
+    username: Annotated[str | None, typer.Option(help="ftp/ftps/sftp: login")] = None,
+    remote_path: Annotated[str | None, typer.Option(help="ftp/ftps/sftp: path of the file")] = None,
+    known_host_key: Annotated[str | None, typer.Option(help="sftp: the server's public host key")] = None,
+    url: Annotated[str | None, typer.Option(help="webhook: receiver URL")] = None,
+    secret: Annotated[
+        list[str] | None, typer.Option("--secret", help="NAME=VALUE, e.g. password=...; repeat for more")
+    ] = None,
+    private_key_file: Annotated[
+        typer.FileText | None, typer.Option(help="sftp: file with the private key")
+    ] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it switched off")] = False,
+) -> None:
+    """Add a push target; its first reconciliation is queued for the worker."""
+    from einlass.provisioning import service as targets
+
+    pairs = dict(item.split("=", 1) for item in secret or [] if "=" in item)
+    if len(pairs) != len(secret or []):
+        typer.echo("error: each --secret is NAME=VALUE", err=True)
+        raise typer.Exit(2)
+    if private_key_file is not None:
+        pairs["private_key"] = private_key_file.read()
+    given = {
+        "path": path,
+        "hash_scheme": scheme,
+        "hash_cost": cost,
+        "host": host,
+        "port": port,
+        "username": username,
+        "remote_path": remote_path,
+        "known_host_key": known_host_key,
+        "url": url,
+    }
+    config = {key: value for key, value in given.items() if value is not None}
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        merchant = await _merchant(session, slug)
+        target = await targets.create_target(
+            session,
+            settings.secret_key,
+            merchant.id,
+            name=name,
+            kind=kind,
+            config=config,
+            secrets=pairs,
+            areas=area,
+            enabled=not disabled,
+            actor=CLI,
+        )
+        return await _target_document(session, settings, target)
+
+    _print(_in_transaction(work))
+
+
+@target_app.command("list")
+def target_list(slug: MerchantSlug) -> None:
+    """The merchant's targets with their status and last drift (never secrets)."""
+    from einlass.provisioning import service as targets
+
+    async def work(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
+        merchant = await _merchant(session, slug)
+        return [
+            await _target_document(session, settings, target)
+            for target in await targets.list_targets(session, merchant.id)
+        ]
+
+    _print(_in_transaction(work))
+
+
+@target_app.command("reissue-credentials")
+def target_reissue_credentials(
+    slug: MerchantSlug,
+    target: Annotated[str, typer.Argument(help="Target name or id")],
+    everyone: Annotated[
+        bool, typer.Option("--everyone", help="Every member it lists, not only those without a hash")
+    ] = False,
+) -> None:
+    """Mail new passwords so that members get a hash in the target's scheme."""
+    from einlass.provisioning import service as targets
+
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
+        merchant = await _merchant(session, slug)
+        found = await targets.get_target(session, merchant.id, target)
+        queued = await targets.reissue_credentials(session, found, CLI, everyone=everyone)
+        return {"target": found.id, "members_queued": queued}
+
+    _print(_in_transaction(work))

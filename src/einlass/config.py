@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     # An inbox event still unapplied after this long (a crash between storing
     # and applying) is picked up by the worker.
     inbox_recovery_after_s: float = 5.0
-    job_max_attempts: int = 8
     # How often each process reads the access change log: the bound on how
     # long a revoked member can still pass the forward-auth check.
     access_poll_interval_s: float = 0.25

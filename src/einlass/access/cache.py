@@ -216,9 +216,7 @@ class AccessCache:
                 self.merchants.pop(slug, None)
                 return None
             areas = await connection.execute(select(Area.slug, Area.id).where(Area.merchant_id == row.id))
-            entry = MerchantEntry(
-                row.id, slug, row.name, dict(areas.all()), time.monotonic()
-            )
+            entry = MerchantEntry(row.id, slug, row.name, dict(areas.all()), time.monotonic())
         self.merchants[slug] = entry
         return entry
 

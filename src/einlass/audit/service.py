@@ -69,3 +69,22 @@ async def list_entries(
         query = query.where(AuditEntry.id < starting_after)
     result = await session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit))
     return list(result)
+
+
+PERSONAL_KEYS = frozenset({"email", "name", "username", "customer_email", "customer_name"})
+
+
+async def redact_member_entries(session: AsyncSession, merchant_id: str, member_id: str) -> None:
+    """Erasure: the member's entries keep who did what and when, not the personal data."""
+    entries = await session.scalars(
+        select(AuditEntry).where(AuditEntry.merchant_id == merchant_id, AuditEntry.member_id == member_id)
+    )
+    for entry in entries:
+        entry.before = _redacted(entry.before)
+        entry.after = _redacted(entry.after)
+
+
+def _redacted(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    if document is None:
+        return None
+    return {key: "[erased]" if key in PERSONAL_KEYS and value else value for key, value in document.items()}

@@ -20,6 +20,8 @@ from einlass.members.service import normalize_email
 from einlass.tenants.models import Merchant
 from einlass.tenants.service import check_slug
 
+MAX_PERIOD = timedelta(days=36_525)
+
 
 def parse_period(value: str | None) -> timedelta | None:
     """ISO 8601 duration (P30D, PT12H, P1M counted as 30 days); None is lifetime."""
@@ -27,15 +29,20 @@ def parse_period(value: str | None) -> timedelta | None:
         return None
     try:
         duration = isodate.parse_duration(value)
-    except (isodate.ISO8601Error, ValueError):
+        if isinstance(duration, isodate.Duration):
+            # Months and years have no fixed length; a month counts as 30 days here.
+            duration = timedelta(days=int(duration.years) * 365 + int(duration.months) * 30) + duration.tdelta
+    except (isodate.ISO8601Error, ValueError, OverflowError):
         raise InvalidInput(
-            f"access_period {value!r} is not an ISO 8601 duration such as P30D", param="access_period"
+            f"access_period {value!r} is not an ISO 8601 duration such as P30D (at most 100 years)",
+            param="access_period",
         ) from None
-    if isinstance(duration, isodate.Duration):
-        # Months and years have no fixed length; a month counts as 30 days here.
-        duration = timedelta(days=int(duration.years) * 365 + int(duration.months) * 30) + duration.tdelta
     if not isinstance(duration, timedelta) or duration <= timedelta(0):
         raise InvalidInput("access_period must be positive", param="access_period")
+    if duration > MAX_PERIOD:
+        raise InvalidInput(
+            "access_period must be at most 100 years; omit it for lifetime access", param="access_period"
+        )
     return duration
 
 

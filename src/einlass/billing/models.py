@@ -102,6 +102,7 @@ class InboxEvent(Base):
         sa.UniqueConstraint("merchant_id", "gateway", "event_key"),
         sa.Index("ix_inbox_events_status_received", "status", "received_at"),
         sa.Index("ix_inbox_events_parked", "merchant_id", "gateway", "parked_on"),
+        sa.Index("ix_inbox_events_payment", "merchant_id", "payment_id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
@@ -114,6 +115,8 @@ class InboxEvent(Base):
     status: Mapped[str] = mapped_column(sa.String(20), default=INBOX_RECEIVED)
     # The gateway's id of the payment this event waits for, while parked.
     parked_on: Mapped[str | None] = mapped_column(sa.String(200))
+    # The ledger payment the event was applied to (erasure finds raw bodies by it).
+    payment_id: Mapped[str | None] = mapped_column(sa.String(40))
     error: Mapped[str | None] = mapped_column(sa.Text)
     attempts: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[datetime]

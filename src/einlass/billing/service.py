@@ -90,6 +90,7 @@ async def apply_payment_event(
             # A refund or chargeback before its payment waits for the payment.
             return PARKED
         payment, created = await _open_payment(session, merchant, inbox.gateway, event)
+    inbox.payment_id = inbox.payment_id or payment.id
     await _fill_in(session, merchant, inbox.gateway, payment, event)
     await insert_ignoring_conflict(
         session,

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
 from einlass.access.models import AccessChange
-from einlass.audit.service import Actor, record
+from einlass.audit.service import Actor, record, redact_member_entries
 from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentFact
 from einlass.crypto import generate_password, hash_password
 from einlass.errors import Conflict, InvalidInput, NotFound
@@ -23,6 +24,7 @@ from einlass.ids import new_id
 from einlass.members.access import GrantWindow, MemberStanding, access_until, may_enter
 from einlass.members.models import GRANT_SOURCE_MANUAL, Grant, Member
 from einlass.outbox.service import enqueue
+from einlass.provisioning.hashing import replace_push_hashes
 from einlass.tenants.models import Merchant
 
 JOB_CREDENTIALS_EMAIL = "email.credentials"
@@ -165,6 +167,8 @@ async def create_member(
     )
     session.add(member)
     await session.flush()
+    if plain:
+        await replace_push_hashes(session, merchant.id, member.id, password=plain)
     record(
         session,
         merchant_id=merchant.id,
@@ -290,13 +294,34 @@ async def set_password(
         await send_credentials(session, merchant, member, new_password=True)
         return
     check_password(password)
-    await store_password(session, member, await hashed(password), actor, "member.password_set")
+    await store_password(
+        session, member, await hashed(password), actor, "member.password_set", password=password
+    )
 
 
 async def store_password(
-    session: AsyncSession, member: Member, password_hash: str, actor: Actor, action: str
+    session: AsyncSession,
+    member: Member,
+    password_hash: str,
+    actor: Actor,
+    action: str,
+    *,
+    password: str | None = None,
+    push_hashes: Mapping[str, str] | None = None,
 ) -> None:
+    """Store a new password's hash, and its htpasswd hashes for the merchant's push targets.
+
+    Pass the plain ``password`` (and, to keep slow hashing out of the
+    transaction, the ``push_hashes`` made beforehand with
+    ``einlass.provisioning.hashing.precompute_push_hashes``). Without the plain
+    password the member's old push hashes are dropped, so the member leaves the
+    htpasswd targets until the password is set again, rather than keep working
+    there with the old password.
+    """
     member.password_hash, member.updated_at = password_hash, clock.now()
+    await replace_push_hashes(
+        session, member.merchant_id, member.id, password=password, precomputed=push_hashes
+    )
     record(
         session,
         merchant_id=member.merchant_id,
@@ -326,22 +351,32 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
         .where(Payment.merchant_id == member.merchant_id, Payment.member_id == member.id)
         .values(customer_email=alias)
     )
+    member_payments = select(Payment.id).where(
+        Payment.merchant_id == member.merchant_id, Payment.member_id == member.id
+    )
+    member_orders = select(Payment.order_id).where(
+        Payment.merchant_id == member.merchant_id, Payment.member_id == member.id
+    )
+    email = member.email_normalized or ""
     await session.execute(
         update(Order)
-        .where(Order.merchant_id == member.merchant_id, Order.customer_email == member.email)
+        .where(
+            Order.merchant_id == member.merchant_id,
+            Order.id.in_(member_orders) | (func.lower(Order.customer_email) == email),
+        )
         .values(customer_email=None, customer_name=None)
     )
     # The raw gateway requests of the member's payments carry the same personal data.
-    inbox_ids = (
-        select(PaymentFact.inbox_event_id)
-        .join(Payment, Payment.id == PaymentFact.payment_id)
-        .where(Payment.merchant_id == member.merchant_id, Payment.member_id == member.id)
-    )
+    fact_events = select(PaymentFact.inbox_event_id).where(PaymentFact.payment_id.in_(member_payments))
     await session.execute(
         update(InboxEvent)
-        .where(InboxEvent.merchant_id == member.merchant_id, InboxEvent.id.in_(inbox_ids))
+        .where(
+            InboxEvent.merchant_id == member.merchant_id,
+            InboxEvent.payment_id.in_(member_payments) | InboxEvent.id.in_(fact_events),
+        )
         .values(body=b'{"erased": true}', headers={})
     )
+    await redact_member_entries(session, member.merchant_id, member.id)
     await session.execute(
         update(Grant)
         .where(Grant.member_id == member.id, Grant.revoked_at.is_(None))

@@ -11,6 +11,7 @@ from einlass.members.service import hashed, store_password
 from einlass.notify.email import render_credentials_email, send_email
 from einlass.outbox.models import Job
 from einlass.outbox.worker import JobContext
+from einlass.provisioning.hashing import precompute_push_hashes
 from einlass.tenants.models import Merchant
 
 
@@ -23,6 +24,12 @@ async def send_credentials_email(context: JobContext, job: Job) -> None:
     """
     password = generate_password() if job.payload.get("new_password") else None
     password_hash = await hashed(password) if password else None
+    # The htpasswd hashes for the merchant's push targets, also before the transaction.
+    push_hashes = (
+        await precompute_push_hashes(context.db, job.merchant_id, password)
+        if password and job.merchant_id
+        else None
+    )
     async with context.db.transaction() as session:
         member = await session.scalar(
             select(Member)
@@ -34,7 +41,13 @@ async def send_credentials_email(context: JobContext, job: Job) -> None:
             return  # erased or gone since: nobody to write to
         if password_hash is not None:
             await store_password(
-                session, member, password_hash, Actor("job", job.id), "member.credentials_issued"
+                session,
+                member,
+                password_hash,
+                Actor("job", job.id),
+                "member.credentials_issued",
+                password=password,
+                push_hashes=push_hashes,
             )
     email = render_credentials_email(
         locale=member.locale,

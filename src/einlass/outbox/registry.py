@@ -13,7 +13,7 @@ from einlass.db.engine import Database
 from einlass.members.service import JOB_CREDENTIALS_EMAIL, JOB_PROVISION
 from einlass.notify.jobs import send_credentials_email
 from einlass.outbox.worker import Handler, JobContext, Periodic, Worker
-from einlass.provisioning.jobs import sync_targets
+from einlass.provisioning.jobs import provisioning_periodic, sync_targets
 
 log = structlog.get_logger(__name__)
 
@@ -38,4 +38,9 @@ async def recover_inbox(context: JobContext) -> int:
 
 
 def build_worker(db: Database, settings: Settings) -> Worker:
-    return Worker(db, settings, dict(HANDLERS), [Periodic("inbox-recovery", 2.0, recover_inbox)])
+    return Worker(
+        db,
+        settings,
+        dict(HANDLERS),
+        [Periodic("inbox-recovery", 2.0, recover_inbox), *provisioning_periodic(settings)],
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -19,6 +20,15 @@ from einlass.rest.models import IdempotencyRecord
 from einlass.tenants.service import authenticate
 
 IN_PROGRESS = 0
+KEY_LIFETIME = timedelta(hours=24)
+# Values that are shown once (a new API key, a generated password) are not kept for replays.
+SHOWN_ONCE = frozenset({"secret", "password", "api_key"})
+
+
+def _without_secrets(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: "[shown once; not replayed]" if key in SHOWN_ONCE else value for key, value in document.items()
+    }
 
 
 class IdempotencyMiddleware:
@@ -62,6 +72,14 @@ class IdempotencyMiddleware:
         ).hexdigest()
 
         async with db.transaction() as session:
+            # Keys are kept for a day, as Stripe does; an older one counts as new.
+            await session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.merchant_id == merchant_id,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.created_at < clock.now() - KEY_LIFETIME,
+                )
+            )
             claimed = await insert_ignoring_conflict(
                 session,
                 IdempotencyRecord,
@@ -122,7 +140,7 @@ class IdempotencyMiddleware:
                 await session.execute(
                     update(IdempotencyRecord)
                     .where(*where)
-                    .values(status_code=captured["status"], response_body=document)
+                    .values(status_code=captured["status"], response_body=_without_secrets(document))
                 )
 
     async def _replay(self, send: Send, record: IdempotencyRecord, fingerprint: str) -> None:

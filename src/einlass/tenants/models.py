@@ -16,6 +16,17 @@ DEFAULT_MERCHANT_SETTINGS: dict[str, Any] = {
     # A partial refund is usually a goodwill gesture, so access stays by default.
     "partial_refund": PARTIAL_REFUND_KEEPS_ACCESS,
     "locale": "en",
+    # Member pages (/m/{merchant}/...): docs/member-pages.md.
+    "session_lifetime_days": 30,
+    "cookie_path": "/",
+    "cookie_domain": None,
+    # Hosts `next` may point to after login, besides relative paths on the page's own host.
+    "allowed_hosts": [],
+    # Proxies (IP addresses or networks) whose X-Forwarded-For is believed.
+    "trusted_proxies": [],
+    "login_failures_per_username": 5,
+    "login_failures_per_address": 20,
+    "login_failure_window_minutes": 15,
 }
 
 

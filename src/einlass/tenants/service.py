@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,10 @@ async def update_merchant(
             )
         if settings.get("locale", "en") not in ("en", "de"):
             raise InvalidInput("settings.locale must be 'en' or 'de'", param="settings.locale")
+        for key, value in settings.items():
+            problem = member_page_setting_problem(key, value)
+            if problem is not None:
+                raise InvalidInput(f"settings.{key} {problem}", param=f"settings.{key}")
         merchant.settings = {**(merchant.settings or {}), **settings}
     record(
         session,
@@ -121,6 +126,63 @@ async def update_merchant(
         after={"name": merchant.name, "settings": merchant.settings},
     )
     return merchant
+
+
+_COOKIE_PATH = re.compile(r"^/[A-Za-z0-9._~%/-]{0,199}$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$")
+# Integer settings of the member pages: (lowest, highest).
+_MEMBER_PAGE_NUMBERS = {
+    # Browsers keep a cookie at most 400 days.
+    "session_lifetime_days": (1, 400),
+    "login_failures_per_username": (1, 1000),
+    "login_failures_per_address": (1, 100_000),
+    "login_failure_window_minutes": (1, 1440),
+}
+_MAX_LIST = 50
+
+
+def member_page_setting_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a member page setting (a phrase after its name), or None.
+
+    Other keys are not checked here. The member pages use this too, so that a
+    value that is stored but broken falls back to the default instead of failing.
+    """
+    if key in _MEMBER_PAGE_NUMBERS:
+        low, high = _MEMBER_PAGE_NUMBERS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"must be a whole number from {low} to {high}"
+    elif key == "cookie_path":
+        if not isinstance(value, str) or not _COOKIE_PATH.fullmatch(value):
+            return "must be a path starting with '/' (letters, digits, . _ ~ % / -; at most 200 characters)"
+    elif key == "cookie_domain":
+        if value is not None and (
+            not isinstance(value, str) or len(value) > 253 or not _DOMAIN.fullmatch(value.removeprefix("."))
+        ):
+            return "must be null or a lower-case host name such as 'shop.example'"
+    elif key == "allowed_hosts":
+        if (
+            not isinstance(value, list)
+            or len(value) > _MAX_LIST
+            or not all(isinstance(host, str) and len(host) <= 260 and _HOST.fullmatch(host) for host in value)
+        ):
+            return f"must be a list of at most {_MAX_LIST} lower-case host names, each with an optional :port"
+    elif key == "trusted_proxies" and (
+        not isinstance(value, list) or len(value) > _MAX_LIST or not all(map(_is_network, value))
+    ):
+        return f"must be a list of at most {_MAX_LIST} IP addresses or networks such as '10.0.0.0/8'"
+    return None
+
+
+def _is_network(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 async def create_api_key(session: AsyncSession, merchant: Merchant, name: str, actor: Actor) -> IssuedKey:

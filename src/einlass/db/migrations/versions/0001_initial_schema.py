@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:11:09.554502
+Create Date: 2026-12-04 20:36:33.147943
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("parked_on", sa.String(length=200), nullable=True),
+        sa.Column("payment_id", sa.String(length=40), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("received_at", einlass.db.base.UTCDateTime(timezone=True), nullable=False),
@@ -179,6 +180,7 @@ def upgrade() -> None:
     with op.batch_alter_table("inbox_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_inbox_events_merchant_id"), ["merchant_id"], unique=False)
         batch_op.create_index("ix_inbox_events_parked", ["merchant_id", "gateway", "parked_on"], unique=False)
+        batch_op.create_index("ix_inbox_events_payment", ["merchant_id", "payment_id"], unique=False)
         batch_op.create_index("ix_inbox_events_status_received", ["status", "received_at"], unique=False)
 
     op.create_table(
@@ -744,6 +746,7 @@ def downgrade() -> None:
     op.drop_table("jobs")
     with op.batch_alter_table("inbox_events", schema=None) as batch_op:
         batch_op.drop_index("ix_inbox_events_status_received")
+        batch_op.drop_index("ix_inbox_events_payment")
         batch_op.drop_index("ix_inbox_events_parked")
         batch_op.drop_index(batch_op.f("ix_inbox_events_merchant_id"))
 
