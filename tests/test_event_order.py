@@ -78,7 +78,8 @@ class Case:
 
 PLANS = {
     "generic": [("prod-30", 990, ("premium",)), ("prod-life", 4900, ("archive", "premium"))],
-    "novalnet": [("tariff-30", 990, ("premium",))],
+    # The tariff fixes the plan; the amount paid under it may differ from the plan's price.
+    "novalnet": [("tariff-30", 990, ("premium",)), ("tariff-30", 2500, ("premium",))],
 }
 
 
@@ -368,19 +369,10 @@ async def test_reversal_before_its_chargeback_with_revoking_partial_refunds(clie
 
 
 # A payment that is confirmed only after a first event (generic payment.pending, Novalnet
-# PAYMENT ON_HOLD then TRANSACTION_CAPTURE). A refund or chargeback that arrives between the
-# opening event and the confirmation is not parked (the payment is known), so the payment
-# is never "paid" when its confirmation is applied: no member, no credentials email and no
-# grant are created, while delivery in order creates all three (and then revokes the grant).
-ORDER_BUG = (
-    "billing/service.py _settle_member_and_grants creates the member (`state.is_paid`) and the grants "
-    "(`opens`), and _record_state sets payment.confirmed_at, only from the state at the moment an event "
-    "is applied: a refund or chargeback applied before the confirmation means the payment is never open, "
-    "so no member, credentials email, grant or confirmed_at; in order they exist (grant revoked)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ORDER_BUG)
+# PAYMENT ON_HOLD then TRANSACTION_CAPTURE), with a refund or chargeback arriving between the
+# opening event and the confirmation (not parked: the payment is known). Delivered in order,
+# the member, the credentials email and a grant exist and the grant is revoked; in any other
+# order the same must hold.
 @pytest.mark.parametrize("gateway", ["generic", "novalnet"])
 async def test_full_refund_between_opening_and_confirmation(client, db, clock, gateway):
     steps = [Step("pending", 0, 990), Step("capture", 0, 990), Step("refund", 0, 990)]
@@ -388,14 +380,12 @@ async def test_full_refund_between_opening_and_confirmation(client, db, clock, g
     await check_order_independence(client, db, _case(gateway, steps, order))
 
 
-@pytest.mark.xfail(strict=True, reason=ORDER_BUG)
 @pytest.mark.parametrize("gateway", ["generic", "novalnet"])
 async def test_chargeback_between_opening_and_confirmation(client, db, clock, gateway):
     steps = [Step("pending", 0, 990), Step("capture", 0, 990), Step("chargeback", 0, 990)]
     await check_order_independence(client, db, _case(gateway, steps, [0, 2, 1]))
 
 
-@pytest.mark.xfail(strict=True, reason=ORDER_BUG)
 async def test_revoking_partial_refund_between_opening_and_confirmation(client, db, clock):
     steps = [Step("pending", 0, 990), Step("capture", 0, 990), Step("refund", 0, 100)]
     await check_order_independence(client, db, _case("generic", steps, [0, 2, 1], partial_refund=REVOKE))
@@ -403,16 +393,7 @@ async def test_revoking_partial_refund_between_opening_and_confirmation(client, 
 
 # The member is created from whichever event first finds the payment paid, and takes its
 # name and locale from that event alone (the payment keeps only the email).
-NAME_BUG = (
-    "billing/service.py _member_for_payment creates the member with name and locale of `event.customer`, "
-    "the event that happens to find the payment paid (here the chargeback reversal, which names no "
-    "customer), not of the payment: in order the member is 'Erika Mustermann', shuffled it has no name"
-)
-
-
-@pytest.mark.parametrize(
-    "gateway", [pytest.param("generic", marks=pytest.mark.xfail(strict=True, reason=NAME_BUG)), "novalnet"]
-)
+@pytest.mark.parametrize("gateway", ["generic", "novalnet"])
 async def test_reversed_chargeback_between_opening_and_confirmation(client, db, clock, gateway):
     """Ends open: the member is created late, by the reversal, but must be the same member."""
     steps = [
@@ -424,12 +405,6 @@ async def test_reversed_chargeback_between_opening_and_confirmation(client, db, 
     await check_order_independence(client, db, _case(gateway, steps, [0, 2, 1, 3, 2]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="billing/service.py _member_for_payment takes name and locale from the event that makes the "
-    "payment paid; a Novalnet TRANSACTION_CAPTURE or CREDIT carries no customer, so the member created "
-    "then has no name and the merchant's locale, although the PAYMENT named 'Max Mustermann', lang DE",
-)
 @pytest.mark.parametrize("payment_kind", ["authorised_then_captured", "invoice_paid_by_credits"])
 async def test_novalnet_member_paid_by_a_later_event_keeps_the_customer_of_the_payment(
     client, db, clock, payment_kind

@@ -59,6 +59,7 @@ def test_no_facts_is_pending_with_the_order_amount():
     state = fold([], default_amount=AMOUNT)
     assert state == PaymentState(
         status=PaymentStatus.PENDING,
+        was_paid=False,
         amount=AMOUNT,
         amount_paid=0,
         amount_refunded=0,
@@ -91,6 +92,7 @@ def test_confirmed():
     state = fold([confirmed(minute=3)], default_amount=0)
     assert state == PaymentState(
         status=PaymentStatus.CONFIRMED,
+        was_paid=True,
         amount=AMOUNT,
         amount_paid=AMOUNT,
         amount_refunded=0,
@@ -302,11 +304,6 @@ def test_a_confirmed_payment_with_credits_keeps_its_confirmation_time():
     assert state.amount_paid == AMOUNT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger.fold dates the confirmation of a credited invoice at the *last* credit "
-    "(max(credit_times)), not at the credit that made the credits cover the amount",
-)
 def test_an_invoice_is_confirmed_when_its_credits_first_cover_it():
     facts = [
         fact(FactKind.PENDING, AMOUNT, minute=0),
@@ -413,6 +410,18 @@ def test_a_chargeback_delivered_twice_counts_once():
     assert not state.charged_back
 
 
+@pytest.mark.parametrize(
+    "later",
+    [[], [("refund", AMOUNT)], [("chargeback", 0)], [("refund", 10)]],
+)
+def test_was_paid_stays_true_whatever_follows(later):
+    facts = [confirmed()]
+    for kind, amount in later:
+        facts.append(fact(FactKind.REFUND, amount, key="r") if kind == "refund" else chargeback("c"))
+    assert fold(facts, 0).was_paid
+    assert not fold([fact(FactKind.PENDING, AMOUNT), chargeback("c")], 0).was_paid
+
+
 def test_a_reversal_delivered_twice_counts_once():
     state = fold([confirmed(), chargeback("x"), chargeback("y"), reversal("x"), reversal("x")], 0)
     assert state.charged_back
@@ -423,7 +432,13 @@ def test_a_reversal_delivered_twice_counts_once():
 
 def _state(status: PaymentStatus) -> PaymentState:
     return PaymentState(
-        status=status, amount=AMOUNT, amount_paid=0, amount_refunded=0, charged_back=False, confirmed_at=None
+        status=status,
+        was_paid=False,
+        amount=AMOUNT,
+        amount_paid=0,
+        amount_refunded=0,
+        charged_back=False,
+        confirmed_at=None,
     )
 
 
@@ -516,20 +531,20 @@ def facts_and_reordering(draw: st.DrawFn) -> tuple[list[Fact], list[Fact]]:
 default_amounts = st.sampled_from([0, 1, AMOUNT, 4900])
 
 
-@hypothesis_settings(max_examples=400)
+@hypothesis_settings(max_examples=200)
 @given(pair=facts_and_reordering(), default_amount=default_amounts)
 def test_fold_is_invariant_under_permutation_and_duplication(pair, default_amount):
     facts, reordered = pair
     assert fold(reordered, default_amount) == fold(facts, default_amount)
 
 
-@hypothesis_settings(max_examples=200)
+@hypothesis_settings(max_examples=100)
 @given(facts=fact_lists(), default_amount=default_amounts)
 def test_fold_accepts_any_iterable_once(facts, default_amount):
     assert fold(iter(facts), default_amount) == fold(tuple(facts), default_amount)
 
 
-@hypothesis_settings(max_examples=400)
+@hypothesis_settings(max_examples=200)
 @given(facts=fact_lists(), default_amount=default_amounts)
 def test_folded_state_is_consistent(facts, default_amount):
     state = fold(facts, default_amount)
@@ -553,7 +568,7 @@ def test_folded_state_is_consistent(facts, default_amount):
         assert state.is_paid
 
 
-@hypothesis_settings(max_examples=200)
+@hypothesis_settings(max_examples=100)
 @given(facts=fact_lists(), extra=st.integers(min_value=1, max_value=3000))
 def test_another_refund_never_raises_access(facts, extra):
     """More money back never turns a closed payment into an open one."""

@@ -36,6 +36,9 @@ class Fact:
 @dataclass(frozen=True)
 class PaymentState:
     status: PaymentStatus
+    # Paid at some point, whatever came after: the member and the grants exist
+    # from then on (revoked or not), whichever order the facts arrived in.
+    was_paid: bool
     amount: int
     amount_paid: int
     amount_refunded: int
@@ -72,11 +75,11 @@ def fold(facts: Iterable[Fact], default_amount: int) -> PaymentState:
     progress = max((_PROGRESS_RANK.get(fact.kind, 0) for fact in facts), default=0)
     credited = sum(fact.amount or 0 for fact in facts if fact.kind is FactKind.CREDIT)
     confirmations = [fact.occurred_at for fact in facts if fact.kind is FactKind.CONFIRMED]
-    credit_times = [fact.occurred_at for fact in facts if fact.kind is FactKind.CREDIT]
-    if credited >= amount > 0 and credit_times:
+    covered_at = _credits_cover(facts, amount)
+    if covered_at is not None:
         # An invoice or prepayment counts as paid once its credits cover it.
         progress = max(progress, _PROGRESS_RANK[FactKind.CONFIRMED])
-        confirmations.append(max(credit_times))
+        confirmations.append(covered_at)
     paid = progress == _PROGRESS_RANK[FactKind.CONFIRMED]
     amount_paid = max(amount, credited) if paid else credited
 
@@ -94,12 +97,24 @@ def fold(facts: Iterable[Fact], default_amount: int) -> PaymentState:
     status = _status(progress, paid, voided, facts, amount, amount_refunded, charged_back)
     return PaymentState(
         status=status,
+        was_paid=paid,
         amount=amount,
         amount_paid=amount_paid,
         amount_refunded=amount_refunded,
         charged_back=charged_back,
         confirmed_at=min(confirmations) if paid and confirmations else None,
     )
+
+
+def _credits_cover(facts: list[Fact], amount: int) -> datetime | None:
+    """When the credits, in time order, first add up to the amount."""
+    total = 0
+    for fact in facts:
+        if fact.kind is FactKind.CREDIT:
+            total += fact.amount or 0
+            if total >= amount > 0:
+                return fact.occurred_at
+    return None
 
 
 def _status(

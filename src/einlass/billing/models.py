@@ -141,6 +141,8 @@ class Payment(Base):
     subscription_id: Mapped[str | None] = mapped_column(sa.String(40))
     # Kept on the ledger after erasure only as a pseudonym (see members.service).
     customer_email: Mapped[str | None] = mapped_column(sa.String(320))
+    customer_name: Mapped[str | None] = mapped_column(sa.String(200))
+    customer_locale: Mapped[str | None] = mapped_column(sa.String(16))
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(sa.String(3))
     status: Mapped[str] = mapped_column(sa.String(24))

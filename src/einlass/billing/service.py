@@ -174,8 +174,12 @@ async def _fill_in(
         plan = await plan_for_reference(session, merchant.id, gateway, event.product_ref)
         if plan is not None:
             payment.plan_id = plan.id
-    if payment.customer_email is None and event.customer and event.customer.email:
-        payment.customer_email = event.customer.email.strip()
+    customer = event.customer
+    if customer is not None:
+        if payment.customer_email is None and customer.email:
+            payment.customer_email = customer.email.strip()
+        payment.customer_name = payment.customer_name or customer.name
+        payment.customer_locale = payment.customer_locale or customer.locale
 
 
 async def _fold_payment(session: AsyncSession, payment: Payment) -> PaymentState:
@@ -216,7 +220,7 @@ async def _record_state(
     payment.amount_paid = state.amount_paid
     payment.amount_refunded = state.amount_refunded
     payment.charged_back = state.charged_back
-    if state.is_paid and payment.confirmed_at is None:
+    if state.was_paid and payment.confirmed_at is None:
         # Access starts when einlass learns of the payment, not at the gateway's
         # timestamp: a late webhook must not eat into a 30-day pass.
         payment.confirmed_at = clock.now()
@@ -232,11 +236,11 @@ async def _settle_member_and_grants(
     event: PaymentEvent,
     actor: Actor,
 ) -> None:
-    if payment.order_id and state.is_paid:
+    if payment.order_id and state.was_paid:
         order = await session.get(Order, payment.order_id)
         if order is not None and order.status != "paid":
             order.status, order.updated_at = "paid", clock.now()
-    if payment.member_id is None and state.is_paid and payment.customer_email:
+    if payment.member_id is None and state.was_paid and payment.customer_email:
         member = await _member_for_payment(session, settings, merchant, payment, event, actor)
         if member is None:
             return
@@ -259,7 +263,9 @@ async def _settle_member_and_grants(
             )
             .with_for_update()
         )
-        if opens and grant is None:
+        if grant is None:
+            # A payment that was paid has its grants, revoked when a refund or
+            # chargeback came first: the same rows whatever the arrival order.
             starts = payment.confirmed_at or now
             grant = Grant(
                 id=new_id("grt"),
@@ -270,6 +276,8 @@ async def _settle_member_and_grants(
                 source_id=payment.id,
                 starts_at=starts,
                 ends_at=grant_end(starts, plan.access_period),
+                revoked_at=None if opens else now,
+                revoked_reason=None if opens else f"payment {state.status.value}",
                 created_at=now,
                 updated_at=now,
             )
@@ -283,7 +291,12 @@ async def _settle_member_and_grants(
                 entity_kind="grant",
                 entity_id=grant.id,
                 member_id=payment.member_id,
-                after={"area_id": area_id, "payment_id": payment.id, "ends_at": _iso(grant.ends_at)},
+                after={
+                    "area_id": area_id,
+                    "payment_id": payment.id,
+                    "ends_at": _iso(grant.ends_at),
+                    "revoked": not opens,
+                },
             )
         elif opens and grant is not None and grant.revoked_at is not None:
             grant.revoked_at, grant.revoked_reason, grant.updated_at = None, None, now
@@ -346,14 +359,13 @@ async def _member_for_payment(
     if member is not None and member.deleted_at is None:
         await send_credentials(session, merchant, member, new_password=False)
         return member
-    customer = event.customer
     member, _ = await create_member(
         session,
         merchant,
         email=email,
-        name=customer.name if customer else None,
+        name=payment.customer_name,
         actor=actor,
-        locale=customer.locale if customer else None,
+        locale=payment.customer_locale,
     )
     await send_credentials(session, merchant, member, new_password=True)
     return member

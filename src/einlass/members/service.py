@@ -349,7 +349,7 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
     await session.execute(
         update(Payment)
         .where(Payment.merchant_id == member.merchant_id, Payment.member_id == member.id)
-        .values(customer_email=alias)
+        .values(customer_email=alias, customer_name=None)
     )
     member_payments = select(Payment.id).where(
         Payment.merchant_id == member.merchant_id, Payment.member_id == member.id

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:36:33.147943
+Create Date: 2026-12-04 20:39:32.761363
 """
 
 from __future__ import annotations
@@ -471,6 +471,8 @@ def upgrade() -> None:
         sa.Column("member_id", sa.String(length=40), nullable=True),
         sa.Column("subscription_id", sa.String(length=40), nullable=True),
         sa.Column("customer_email", sa.String(length=320), nullable=True),
+        sa.Column("customer_name", sa.String(length=200), nullable=True),
+        sa.Column("customer_locale", sa.String(length=16), nullable=True),
         sa.Column("amount", sa.Integer(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("status", sa.String(length=24), nullable=False),
