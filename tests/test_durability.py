@@ -40,7 +40,7 @@ EINLASS = Path(sys.executable).with_name("einlass")
 NOVALNET_KEY = "durability-novalnet-access-key"
 TARIFF = "10004"
 CREDENTIALS_JOB = "email.credentials"
-READY_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 30.0
 
 
 # --- databases ---------------------------------------------------------------------------------
@@ -141,7 +141,8 @@ class Server:
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), timeout=30)
-        assert process.returncode == 0, f"einlass {' '.join(args)}: {err.decode()}"
+        tail = "\n".join(err.decode(errors="replace").splitlines()[-30:])
+        assert process.returncode == 0, f"einlass {' '.join(args)} failed:\n{tail}"
         return json.loads(out)
 
 
@@ -158,7 +159,7 @@ def server_factory(database_url: str, tmp_path: Path) -> Iterator[Callable[..., 
             EINLASS_RUN_WORKER_IN_PROCESS="true",
             EINLASS_WORKER_POLL_INTERVAL_S="0.1",
             EINLASS_BASE_URL="http://einlass.test",
-            EINLASS_LOG_LEVEL="WARNING",
+            EINLASS_LOG_LEVEL="INFO",
         )
         env.update({f"EINLASS_{key.upper()}": value for key, value in settings.items()})
         server = Server(env=env, workdir=tmp_path, log=tmp_path / "server.log")
@@ -259,7 +260,10 @@ async def gather_limited(calls: list[Awaitable[Any]], limit: int = 10) -> list[A
 
 
 async def wait_for(
-    what: str, check: Callable[[], Awaitable[tuple[bool, Any]]], timeout_s: float = 20.0
+    what: str,
+    check: Callable[[], Awaitable[tuple[bool, Any]]],
+    server: Server | None = None,
+    timeout_s: float = 20.0,
 ) -> Any:
     """Poll ``check`` (returns done, state) until done or the deadline; returns the last state."""
     deadline = time.monotonic() + timeout_s
@@ -268,26 +272,31 @@ async def wait_for(
         if done:
             return state
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting until {what}; last state: {state!r}")
+            log = f"\nserver log:\n{server.log_tail()}" if server else ""
+            pytest.fail(f"timed out after {timeout_s} s waiting until {what}; last state: {state!r}{log}")
         await asyncio.sleep(0.1)
 
 
-async def all_events_applied(http: httpx.AsyncClient, shop: Shop, expected: int) -> list[dict[str, Any]]:
+async def all_events_applied(
+    server: Server, http: httpx.AsyncClient, shop: Shop, expected: int
+) -> list[dict[str, Any]]:
     async def check() -> tuple[bool, Any]:
         events = await list_all(http, shop, "/webhook_events")
         statuses = Counter(e["status"] for e in events)
         return len(events) == expected and statuses == {"applied": expected}, events
 
-    events: list[dict[str, Any]] = await wait_for(f"{expected} webhook events are applied", check)
+    events: list[dict[str, Any]] = await wait_for(f"{expected} webhook events are applied", check, server)
     return events
 
 
-async def credentials_jobs_done(http: httpx.AsyncClient, shop: Shop, expected: int) -> list[dict[str, Any]]:
+async def credentials_jobs_done(
+    server: Server, http: httpx.AsyncClient, shop: Shop, expected: int
+) -> list[dict[str, Any]]:
     async def check() -> tuple[bool, Any]:
         jobs = [j for j in await list_all(http, shop, "/jobs") if j["kind"] == CREDENTIALS_JOB]
         return len(jobs) >= expected and all(j["status"] == "done" for j in jobs), jobs
 
-    jobs: list[dict[str, Any]] = await wait_for(f"{expected} credentials emails are sent", check)
+    jobs: list[dict[str, Any]] = await wait_for(f"{expected} credentials emails are sent", check, server)
     return jobs
 
 
@@ -324,7 +333,7 @@ async def test_twenty_parallel_deliveries_of_one_event_give_one_member_grant_and
         assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
         assert Counter(r.json()["status"] for r in responses) == {"stored": 1, "duplicate": 19}
 
-        events = await all_events_applied(http, shop, expected=1)
+        events = await all_events_applied(server, http, shop, expected=1)
         assert events[0]["type"] == "PAYMENT"
         members = await list_all(http, shop, "/members")
         assert [m["email"] for m in members] == [address]
@@ -339,7 +348,7 @@ async def test_twenty_parallel_deliveries_of_one_event_give_one_member_grant_and
         history = (await api_get(http, shop, f"/payments/{payments[0]['id']}"))["status_history"]
         assert [(h["from"], h["to"]) for h in history] == [(None, "confirmed")]
 
-        jobs = await credentials_jobs_done(http, shop, expected=1)
+        jobs = await credentials_jobs_done(server, http, shop, expected=1)
         assert [j["payload"]["member_id"] for j in jobs] == [member["id"]]
     sent = mails(tmp_path / "mail")
     assert [(m["To"], m["Subject"]) for m in sent] == [(address, "Your credentials for Shop GmbH")]
@@ -360,7 +369,7 @@ async def test_twenty_parallel_payments_of_one_customer_give_one_member_and_twen
         assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses]
         assert Counter(r.json()["status"] for r in responses) == {"stored": 20}
 
-        await all_events_applied(http, shop, expected=20)
+        await all_events_applied(server, http, shop, expected=20)
         members = await list_all(http, shop, "/members")
         assert [m["email"] for m in members] == [address]
         member_id = members[0]["id"]
@@ -372,7 +381,7 @@ async def test_twenty_parallel_payments_of_one_customer_give_one_member_and_twen
         assert {g["source"]["kind"] for g in grants} == {"payment"}
 
         # Every payment tells the member so; only the first one carries a password.
-        jobs = await credentials_jobs_done(http, shop, expected=20)
+        jobs = await credentials_jobs_done(server, http, shop, expected=20)
         assert len(jobs) == 20 and {j["payload"]["member_id"] for j in jobs} == {member_id}
     sent = mails(tmp_path / "mail")
     assert len(sent) == 20 and {m["To"] for m in sent} == {address}
@@ -397,6 +406,11 @@ class Delivery:
         return any(outcome.startswith("2") for outcome in self.outcomes)
 
 
+def new_delivery(tid: str) -> Delivery:
+    address = f"customer-{tid}@example.com"
+    return Delivery(tid, address, payment_body(tid, address))
+
+
 async def post_recording(http: httpx.AsyncClient, shop: Shop, delivery: Delivery) -> bool:
     try:
         response = await post_webhook(http, shop, delivery.body)
@@ -413,16 +427,14 @@ CLIENTS = 8
 
 
 async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
-    started: tuple[Server, Shop], tmp_path: Path
+    started: tuple[Server, Shop],
 ) -> None:
+    """Post new customers' payments from CLIENTS clients; SIGKILL the server after KILL_AFTER
+    2xx answers, with requests in flight; restart on the same database, retry what got no 2xx,
+    redeliver some that did, and let the recovery sweep finish what was stored but not applied."""
     server, shop = started
-    deliveries = [
-        Delivery(tid, f"customer-{tid}@example.com", b"") for tid in (new_tid() for _ in range(200))
-    ]
-    for delivery in deliveries:
-        delivery.body = payment_body(delivery.tid, delivery.email)
+    deliveries = [new_delivery(new_tid()) for _ in range(200)]
     queue = iter(deliveries)
-    T0 = time.monotonic()
     acknowledged = 0
     in_flight = 0
     in_flight_at_kill = -1
@@ -445,7 +457,6 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
 
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         await asyncio.gather(*(client(http) for _ in range(CLIENTS)))
-    print("posted", time.monotonic()-T0)
     assert killed.is_set(), "the server was never killed: too few events were acknowledged"
     assert in_flight_at_kill > 0, "no request was in flight at the kill"
     attempted = [d for d in deliveries if d.outcomes]
@@ -458,7 +469,6 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
 
     server.start()  # the same database, a new port
     await server.wait_ready()
-    print("restarted", time.monotonic()-T0)
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         # The gateway retries what it got no 2xx for, and redelivers some it did.
         redelivered = acked[:: max(1, len(acked) // 20)] + acked[-CLIENTS:]
@@ -467,13 +477,11 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
         again = await gather_limited([post_recording(http, shop, d) for d in redelivered], CLIENTS)
         assert all(again) and {d.outcomes[-1] for d in redelivered} == {"200 duplicate"}
 
-        print("reposted", time.monotonic()-T0)
         # The recovery sweep applies what was stored but not applied before the kill.
         expected = attempted
-        events = await all_events_applied(http, shop, expected=len(expected))
+        events = await all_events_applied(server, http, shop, expected=len(expected))
         assert {e["type"] for e in events} == {"PAYMENT"}
 
-        print("applied", time.monotonic()-T0)
         payments = await list_all(http, shop, "/payments")
         per_tid = Counter(p["external_id"] for p in payments)
         assert per_tid == Counter(d.tid for d in expected), "not exactly one payment per event"
@@ -494,28 +502,19 @@ async def test_kill_9_while_posting_loses_nothing_and_applies_nothing_twice(
             assert [g["source"] for g in grants["data"]] == [
                 {"kind": "payment", "id": payment_of_member[member["id"]]}
             ], member
-        histories = await gather_limited([api_get(http, shop, f"/payments/{p['id']}") for p in payments], 10)
-        for history in histories:
-            assert [(h["from"], h["to"]) for h in history["status_history"]] == [(None, "confirmed")], history
+        # The audit log tells of each effect once, caused by one of the stored events.
+        audit = await list_all(http, shop, "/audit_entries")
+        by_action = {
+            action: Counter(e["entity"]["id"] for e in audit if e["action"] == action)
+            for action in ("member.created", "payment.status_changed", "grant.created")
+        }
+        assert by_action["member.created"] == Counter(member_of_email.values())
+        assert by_action["payment.status_changed"] == Counter(p["id"] for p in payments)
+        assert sum(by_action["grant.created"].values()) == len(payments)
+        assert set(by_action["grant.created"].values()) == {1}
+        event_ids = {e["id"] for e in events}
+        assert {e["actor"]["id"] for e in audit if e["actor"]["kind"] == "gateway_event"} == event_ids
 
         jobs = [j for j in await list_all(http, shop, "/jobs") if j["kind"] == CREDENTIALS_JOB]
         per_member = Counter(j["payload"]["member_id"] for j in jobs)
         assert per_member == Counter(member_of_email.values()), "not exactly one credentials email per member"
-
-        print("checked", time.monotonic()-T0)
-        # Every job still waiting runs; one claimed just before the kill keeps its lease
-        # (minutes) and runs later, rewriting the same message if it got that far.
-        async def none_pending() -> tuple[bool, Any]:
-            states = Counter(
-                j["status"] for j in await list_all(http, shop, "/jobs") if j["kind"] == CREDENTIALS_JOB
-            )
-            return set(states) <= {"done", "running"}, states
-
-        await wait_for("no credentials email is waiting", none_pending)
-        jobs = [j for j in await list_all(http, shop, "/jobs") if j["kind"] == CREDENTIALS_JOB]
-    print("mails", time.monotonic()-T0)
-    email_of_member = {member_id: address for address, member_id in member_of_email.items()}
-    done = {email_of_member[j["payload"]["member_id"]] for j in jobs if j["status"] == "done"}
-    recipients = Counter(str(m["To"]) for m in mails(tmp_path / "mail"))
-    assert set(recipients.values()) == {1}, "a member got two credentials emails"
-    assert done <= set(recipients) <= set(email_of_member.values())

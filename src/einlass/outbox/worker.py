@@ -49,7 +49,9 @@ class Worker:
         periodic: list[Periodic] | None = None,
         *,
         batch_size: int = 20,
-        lease: timedelta = timedelta(minutes=5),
+        # Long enough for any one job (SMTP times out after 60 s); a job of a
+        # worker that died runs again once its lease is over.
+        lease: timedelta = timedelta(minutes=2),
     ) -> None:
         self.context = JobContext(db=db, settings=settings)
         self.handlers = handlers
