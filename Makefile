@@ -4,7 +4,7 @@ PYTHON ?= python3
 STAMP  := $(VENV)/.installed-stamp
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint format install clean bench-quick
+.PHONY: run test lint format install system-packages clean bench-quick
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages the tests and benchmarks need: nginx (tests/test_nginx.py runs
+# the configs in deploy/ against the real one) and wrk. A no-op when both are
+# there; run as root (or with sudo) on Debian 12.
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+system-packages:
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null && command -v wrk >/dev/null || \
+	  ($(SUDO) apt-get update && \
+	   DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends nginx wrk)
+
+install: system-packages $(STAMP)
 
 # Embedded default: SQLite file ./einlass.db, worker in-process, demo merchant.
 run: $(STAMP)
@@ -25,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: system-packages lint
 	$(BIN)/pytest
 
 format: $(STAMP)

@@ -77,7 +77,8 @@ class AccessCache:
     rejected_ttl_s: float = 1.0
     merchants: dict[str, MerchantEntry] = field(default_factory=dict)
     members: dict[str, MemberEntry] = field(default_factory=dict)
-    credentials: dict[str, str] = field(default_factory=dict)  # keyed digest -> member id
+    # keyed digest -> (member id, the stored hash the password was checked against)
+    credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
     rejected: dict[str, float] = field(default_factory=dict)  # keyed digest -> until (monotonic)
     sessions: dict[str, SessionEntry] = field(default_factory=dict)
     _by_member: dict[str, set[str]] = field(default_factory=dict)  # member id -> credential/session keys
@@ -116,12 +117,18 @@ class AccessCache:
     async def by_basic(self, merchant: MerchantEntry, username: str, password: str) -> MemberEntry | None:
         """The member these credentials belong to, or None; each pair is hashed once."""
         key = self.credential_key(merchant.id, username, password)
-        member_id = self.credentials.get(key)
-        if member_id is not None:
-            return await self.member(member_id)
+        known = self.credentials.get(key)
+        if known is not None:
+            member = await self.member(known[0])
+            # Even if an invalidation were missed, a reloaded member with another
+            # hash (after ttl_s at most) sends the pair back to a real check.
+            if member is not None and member.password_hash == known[1]:
+                return member
+            self.credentials.pop(key, None)
         refused_until = self.rejected.get(key)
         if refused_until is not None and refused_until > time.monotonic():
             return None
+        started = time.monotonic()
         member = await self._member_by_username(merchant.id, username)
         if member is None or member.password_hash is None or member.deleted:
             self._refuse(key)
@@ -129,8 +136,10 @@ class AccessCache:
         if not await asyncio.to_thread(verify_password, password, member.password_hash):
             self._refuse(key)
             return None
-        self.credentials[key] = member.id
-        self._by_member.setdefault(member.id, set()).add(key)
+        # A password changed while this check was hashing must not be remembered as valid.
+        if self._invalidated_at.get(member.id, float("-inf")) < started:
+            self.credentials[key] = (member.id, member.password_hash)
+            self._by_member.setdefault(member.id, set()).add(key)
         return member
 
     async def by_session(self, merchant: MerchantEntry, token: str) -> MemberEntry | None:

@@ -367,7 +367,7 @@ async def _member_for_payment(
         actor=actor,
         locale=payment.customer_locale,
     )
-    await send_credentials(session, merchant, member, new_password=True)
+    await send_credentials(session, merchant, member, new_password=True, only_if_unset=True)
     return member
 
 

@@ -106,18 +106,24 @@ async def access_changed(session: AsyncSession, merchant_id: str, member_id: str
 
 
 async def send_credentials(
-    session: AsyncSession, merchant: Merchant, member: Member, *, new_password: bool
+    session: AsyncSession,
+    merchant: Merchant,
+    member: Member,
+    *,
+    new_password: bool,
+    only_if_unset: bool = False,
 ) -> None:
     """Queue the credentials email.
 
     With ``new_password`` the job generates the password, stores its hash and
     mails it: the plain password is never stored, and the slow hash runs in
-    the worker instead of the payment's transaction.
+    the worker instead of the payment's transaction. With ``only_if_unset`` a
+    password set in the meantime (by an admin) is kept.
     """
     await enqueue(
         session,
         JOB_CREDENTIALS_EMAIL,
-        {"member_id": member.id, "new_password": new_password},
+        {"member_id": member.id, "new_password": new_password, "only_if_unset": only_if_unset},
         merchant_id=merchant.id,
     )
 

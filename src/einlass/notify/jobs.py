@@ -39,6 +39,9 @@ async def send_credentials_email(context: JobContext, job: Job) -> None:
         merchant = await session.get(Merchant, job.merchant_id)
         if member is None or merchant is None or member.deleted_at is not None or not member.email:
             return  # erased or gone since: nobody to write to
+        if job.payload.get("only_if_unset") and member.password_hash is not None:
+            # A password was set after the payment queued this mail (by an admin): keep it.
+            password = password_hash = None
         if password_hash is not None:
             await store_password(
                 session,

@@ -8,9 +8,12 @@ the file anyway.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_COLON = re.compile(r"[\x00-\x1f\x7f:]")
 HEADER = "# Managed by einlass. Lines changed here are replaced at the next reconciliation.\n"
 
 
@@ -34,7 +37,7 @@ def username_problem(username: str) -> str | None:
         return "empty username"
     if ":" in username:
         return "username contains ':'"
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in username):
+    if _CONTROL.search(username):
         return "username contains a newline or control character"
     if username.startswith("#"):
         return "username starts with '#' (read as a comment)"
@@ -46,7 +49,7 @@ def username_problem(username: str) -> str | None:
 def _hash_problem(value: str) -> str | None:
     if not value:
         return "empty hash"
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value) or ":" in value:
+    if _CONTROL_OR_COLON.search(value):
         return "hash contains ':' or a control character"
     return None
 

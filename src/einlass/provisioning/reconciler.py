@@ -191,12 +191,13 @@ async def iter_entitled(
         )
 
     result = await session.stream(query)
-    async for row in result:
-        if current is None or current[0] != row[0]:
-            if current is not None and (member := finish()) is not None:
-                yield member
-            current, windows = list(row[:5]), []
-        windows.append(GrantWindow(area_id=row[5], starts_at=row[6], ends_at=row[7], revoked_at=row[8]))
+    async for partition in result.partitions(batch):
+        for row in partition:
+            if current is None or current[0] != row[0]:
+                if current is not None and (member := finish()) is not None:
+                    yield member
+                current, windows = list(row[:5]), []
+            windows.append(GrantWindow(area_id=row[5], starts_at=row[6], ends_at=row[7], revoked_at=row[8]))
     if current is not None and (member := finish()) is not None:
         yield member
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from einlass import clock
+from einlass import clock, standard_webhooks
 from einlass.audit.service import Actor, record
 from einlass.billing.catalogue import get_area
 from einlass.billing.models import Area
@@ -40,8 +40,8 @@ _REMOTE_FIELDS = ("host", "port", "username", "remote_path", "timeout", *_SCHEME
 CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
     TARGET_HTPASSWD_FILE: ("path", *_SCHEME_FIELDS),
     TARGET_FTP: _REMOTE_FIELDS,
-    TARGET_FTPS: _REMOTE_FIELDS,
-    TARGET_SFTP: (*_REMOTE_FIELDS, "known_host_key"),
+    TARGET_FTPS: (*_REMOTE_FIELDS, "verify_tls", "ca_file"),
+    TARGET_SFTP: (*_REMOTE_FIELDS, "known_host_key", "insecure_accept_any_host_key"),
     TARGET_WEBHOOK: ("url", "timeout"),
 }
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
@@ -95,6 +95,13 @@ def _int(config: Mapping[str, Any], key: str, low: int, high: int) -> int | None
     return value
 
 
+def _flag(config: Mapping[str, Any], key: str) -> bool | None:
+    value = config.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _fail(f"config.{key} must be true or false", f"config.{key}")
+    return value
+
+
 def validate_config(kind: str, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> dict[str, Any]:
     """The checked, completed config of a target (defaults filled in); InvalidInput names the field."""
     if kind not in TARGET_KINDS:
@@ -134,16 +141,38 @@ def validate_config(kind: str, config: Mapping[str, Any], secrets: Mapping[str, 
             if not (secrets.get("password") or secrets.get("private_key")):
                 raise _fail("sftp targets need secrets.password or secrets.private_key", "secrets")
             known = _text(config, "known_host_key", kind, required=False)
+            insecure = _flag(config, "insecure_accept_any_host_key")
+            if known is None and not insecure:
+                raise _fail(
+                    "sftp targets need config.known_host_key, the server's public host key "
+                    "(a line of `ssh-keyscan HOST`), or config.insecure_accept_any_host_key: true",
+                    "config.known_host_key",
+                )
             if known is not None:
                 result["known_host_key"] = known
+            if insecure:
+                result["insecure_accept_any_host_key"] = True
         elif not secrets.get("password"):
             raise _fail(f"{kind} targets need secrets.password", "secrets.password")
+        if kind == TARGET_FTPS:
+            if _flag(config, "verify_tls") is False:
+                result["verify_tls"] = False
+            ca_file = _text(config, "ca_file", kind, required=False)
+            if ca_file is not None:
+                result["ca_file"] = _file_path(ca_file, "ca_file", absolute=True)
     elif kind == TARGET_WEBHOOK:
         url = _text(config, "url", kind) or ""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _fail("config.url must be an absolute http:// or https:// URL", "config.url")
         result["url"] = url
+        signing = secrets.get("signing_secret")
+        if not signing:
+            raise _fail("webhook targets need secrets.signing_secret (whsec_...)", "secrets.signing_secret")
+        try:
+            standard_webhooks.decode_secret(signing)
+        except ValueError as error:
+            raise _fail(f"secrets.signing_secret: {error}", "secrets.signing_secret") from None
     if "timeout" in config and config["timeout"] is not None:
         timeout = config["timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):

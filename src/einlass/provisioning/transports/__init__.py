@@ -54,6 +54,8 @@ def transport_for(target: ProvisioningTarget, secrets: Mapping[str, Any]) -> Fil
                 remote_path=config["remote_path"],
                 tls=target.kind == TARGET_FTPS,
                 timeout=timeout,
+                verify_tls=bool(config.get("verify_tls", True)),
+                ca_file=config.get("ca_file") or None,
             ),
         )
     if target.kind == TARGET_SFTP:
@@ -69,6 +71,7 @@ def transport_for(target: ProvisioningTarget, secrets: Mapping[str, Any]) -> Fil
                 known_host_key=config.get("known_host_key") or None,
                 remote_path=config["remote_path"],
                 timeout=timeout,
+                insecure_accept_any_host_key=bool(config.get("insecure_accept_any_host_key")),
             ),
         )
     raise ValueError(f"targets of kind {target.kind!r} hold no htpasswd file")
