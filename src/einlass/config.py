@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # How often each process reads the access change log: the bound on how
     # long a revoked member can still pass the forward-auth check.
     access_poll_interval_s: float = 0.25
+    # A full reconcile of every merchant's push targets runs this often.
+    provisioning_reconcile_minutes: float = 15.0
     log_json: bool = False
     log_level: str = "INFO"
     redis_url: str = Field(default="")

@@ -44,6 +44,7 @@ from einlass.db.engine import Database
 from einlass.errors import InvalidInput
 from einlass.members.models import Grant, Member
 from einlass.members.service import access_of, check_password, get_member, grants_of, hashed, store_password
+from einlass.provisioning.hashing import precompute_push_hashes
 from einlass.tenants.models import Merchant
 from einlass.tenants.service import SLUG_PATTERN
 
@@ -708,12 +709,21 @@ async def change_password(request: Request, merchant: str) -> Response:
         return await again(400, _t(page, "error_current_password"))
 
     password_hash = await hashed(new_password)
+    push_hashes = await precompute_push_hashes(db, found.id, new_password)
     async with db.transaction() as session:
         await sessions.forget_in(session, attempt, username_failures=True)
         fresh = await get_member(session, found.id, member.id, for_update=True)
         if fresh.deleted_at is not None or fresh.locked_at is not None:
             return _refused(page, "login", "error_session")
         actor = sessions.member_actor(member.id)
-        await store_password(session, fresh, password_hash, actor, "member.password_changed")
+        await store_password(
+            session,
+            fresh,
+            password_hash,
+            actor,
+            "member.password_changed",
+            password=new_password,
+            push_hashes=push_hashes,
+        )
         await sessions.end_other_sessions(session, found.id, member.id, member_session.id, actor)
         return await _account(session, page, member_session, fresh, notice=_t(page, "password_changed"))

@@ -48,6 +48,10 @@ class Grant(Base):
     __table_args__ = (
         sa.UniqueConstraint("merchant_id", "source_kind", "source_id", "area_id"),
         sa.Index("ix_grants_member_area", "member_id", "area_id"),
+        # The worker looks for grants that started, ended or were cut since its last look.
+        sa.Index("ix_grants_ends_at", "ends_at"),
+        sa.Index("ix_grants_starts_at", "starts_at"),
+        sa.Index("ix_grants_revoked_at", "revoked_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)

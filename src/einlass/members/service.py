@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
@@ -25,6 +25,7 @@ from einlass.members.access import GrantWindow, MemberStanding, access_until, ma
 from einlass.members.models import GRANT_SOURCE_MANUAL, Grant, Member
 from einlass.outbox.service import enqueue
 from einlass.provisioning.hashing import replace_push_hashes
+from einlass.provisioning.models import MemberPushHash
 from einlass.tenants.models import Merchant
 
 JOB_CREDENTIALS_EMAIL = "email.credentials"
@@ -383,6 +384,12 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
         .values(body=b'{"erased": true}', headers={})
     )
     await redact_member_entries(session, member.merchant_id, member.id)
+    # Password-derived data goes too, though it is never written once the member is deleted.
+    await session.execute(
+        delete(MemberPushHash).where(
+            MemberPushHash.merchant_id == member.merchant_id, MemberPushHash.member_id == member.id
+        )
+    )
     await session.execute(
         update(Grant)
         .where(Grant.member_id == member.id, Grant.revoked_at.is_(None))

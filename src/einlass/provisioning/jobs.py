@@ -111,7 +111,7 @@ async def schedule_full_reconcile(context: JobContext) -> int:
 
 def full_reconcile_interval(settings: Settings) -> timedelta:
     """``EINLASS_PROVISIONING_RECONCILE_MINUTES`` (default 15)."""
-    minutes = getattr(settings, "provisioning_reconcile_minutes", DEFAULT_FULL_RECONCILE_MINUTES)
+    minutes = settings.provisioning_reconcile_minutes
     return timedelta(minutes=float(minutes))
 
 

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -459,7 +460,7 @@ async def _send_all(
     run = _Run()
     if not sends:
         return run
-    hidden = [secret, url] + ([pw] if (pw := httpx.URL(url).password) else [])
+    hidden = [secret, url] + ([pw] if (pw := urlsplit(url).password) else [])
     started = time.monotonic()
     queue = iter(sends)
 
@@ -480,16 +481,21 @@ async def _send_all(
                     run.stop = "the receiver did not answer or answered with a server error"
 
     lanes = min(CONCURRENCY, len(sends))
-    async with (
-        httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes),
-        ) as client,
-        asyncio.TaskGroup() as group,
-    ):
-        for _ in range(lanes):
-            group.create_task(lane(client))
+    try:
+        async with (
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout_s),
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes),
+            ) as client,
+            asyncio.TaskGroup() as group,
+        ):
+            for _ in range(lanes):
+                group.create_task(lane(client))
+    except* Exception as group_error:
+        # A lane failed outside HTTP (the database): the others were cancelled. The
+        # reconciler records the first cause, not "unhandled errors in a TaskGroup".
+        raise group_error.exceptions[0] from None
     return run
 
 
@@ -595,10 +601,11 @@ async def reconcile_webhook_target(
 
 
 def _failure_message(total: int, run: _Run) -> str:
-    parts = [f"{len(run.failed)} of {total} deliveries failed"]
+    parts = []
     if run.failed:
         send, outcome = run.failed[0]
+        parts.append(f"{len(run.failed)} of {total} deliveries failed")
         parts.append(f"first: {send.event_type} {send.delivery_id}: {outcome.error}")
     if run.skipped:
-        parts.append(f"{run.skipped} left for the retry ({run.stop})")
+        parts.append(f"{run.skipped} of {total} deliveries left for the retry: {run.stop}")
     return "; ".join(parts)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:39:32.761363
+Create Date: 2026-12-04 21:06:05.443275
 """
 
 from __future__ import annotations
@@ -374,8 +374,11 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("grants", schema=None) as batch_op:
+        batch_op.create_index("ix_grants_ends_at", ["ends_at"], unique=False)
         batch_op.create_index("ix_grants_member_area", ["member_id", "area_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_grants_merchant_id"), ["merchant_id"], unique=False)
+        batch_op.create_index("ix_grants_revoked_at", ["revoked_at"], unique=False)
+        batch_op.create_index("ix_grants_starts_at", ["starts_at"], unique=False)
 
     op.create_table(
         "member_push_hashes",
@@ -716,8 +719,11 @@ def downgrade() -> None:
 
     op.drop_table("member_push_hashes")
     with op.batch_alter_table("grants", schema=None) as batch_op:
+        batch_op.drop_index("ix_grants_starts_at")
+        batch_op.drop_index("ix_grants_revoked_at")
         batch_op.drop_index(batch_op.f("ix_grants_merchant_id"))
         batch_op.drop_index("ix_grants_member_area")
+        batch_op.drop_index("ix_grants_ends_at")
 
     op.drop_table("grants")
     with op.batch_alter_table("gateway_references", schema=None) as batch_op:
