@@ -32,11 +32,11 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 test: system-packages lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -25,7 +25,7 @@ from einlass.members.access import GrantWindow, MemberStanding, access_until, ma
 from einlass.members.models import GRANT_SOURCE_MANUAL, Grant, Member
 from einlass.outbox.service import enqueue
 from einlass.provisioning.hashing import replace_push_hashes
-from einlass.provisioning.models import MemberPushHash
+from einlass.provisioning.models import MemberPushHash, WebhookDelivery
 from einlass.tenants.models import Merchant
 
 JOB_CREDENTIALS_EMAIL = "email.credentials"
@@ -384,6 +384,11 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
         .values(body=b'{"erased": true}', headers={})
     )
     await redact_member_entries(session, member.merchant_id, member.id)
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.merchant_id == member.merchant_id, WebhookDelivery.member_id == member.id)
+        .values(payload={"erased": True})
+    )
     # Password-derived data goes too, though it is never written once the member is deleted.
     await session.execute(
         delete(MemberPushHash).where(
@@ -414,7 +419,7 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
 
 async def grants_of(session: AsyncSession, member: Member) -> list[Grant]:
     query = select(Grant).where(Grant.merchant_id == member.merchant_id, Grant.member_id == member.id)
-    return list(await session.scalars(query.order_by(Grant.starts_at)))
+    return list(await session.scalars(query.order_by(Grant.starts_at, Grant.id)))
 
 
 async def grant_manually(
