@@ -292,10 +292,50 @@ class Server:
             self.process.wait(5)
         self.log.close()
 
+    def log_errors(self, lines: int = 12) -> str:
+        """The last distinct error lines of the log (exception types and messages)."""
+        words = ("error", "exception", "traceback", "locked", "failed")
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        found: dict[str, None] = {}
+        for line in text:
+            if any(word in line.lower() for word in words):
+                found[line.strip()[:300]] = None
+        return "\n".join(list(found)[-lines:])
+
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(process_group: int | None = None, cmdline_part: str | None = None) -> float:
+    """User + system CPU of live processes in a process group, or whose command line has a part.
+
+    From /proc; CPU of processes that ended is not counted.
+    """
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            if cmdline_part is not None:
+                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
+                if cmdline_part.encode() not in cmdline:
+                    continue
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if process_group is not None and int(fields[2]) != process_group:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 def tables(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
@@ -306,6 +346,151 @@ def tables(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     return "\n".join(out)
+
+
+# --- the machine: is other work running? --------------------------------------------------
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def machine_busy(interval: float = 0.5) -> float:
+    """How busy all CPUs were over ``interval`` seconds, 0.0 to 1.0 (everyone's work, ours too)."""
+    busy_before, total_before = _cpu_jiffies()
+    time.sleep(interval)
+    busy_after, total_after = _cpu_jiffies()
+    total = total_after - total_before
+    return (busy_after - busy_before) / total if total else 0.0
+
+
+def wait_until_quiet(
+    max_wait_s: float, busy_below: float = 0.25, interval: float = 0.5
+) -> dict[str, float | bool]:
+    """Wait (at most ``max_wait_s``) until the CPUs are mostly idle while our servers idle.
+
+    The 1-minute load average lags by a minute and counts our own previous phase,
+    so the test is the CPU busy fraction over ``interval``; both are returned.
+    """
+    started = time.monotonic()
+    while True:
+        busy = machine_busy(interval)
+        waited = time.monotonic() - started
+        if busy < busy_below or waited >= max_wait_s:
+            return {
+                "busy": round(busy, 2),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
+                "waited_s": round(waited, 1),
+                "quiet": busy < busy_below,
+            }
+
+
+# --- wrk ---------------------------------------------------------------------------------
+
+# Appended to every wrk script: one machine-readable line with the figures wrk kept.
+WRK_DONE_LUA = """
+function done(summary, latency, requests)
+  io.write(string.format(
+    "WRK_JSON {\\"requests\\": %d, \\"duration_us\\": %d, \\"bytes\\": %d, " ..
+    "\\"connect_errors\\": %d, \\"read_errors\\": %d, \\"write_errors\\": %d, " ..
+    "\\"non_2xx_3xx\\": %d, \\"timeouts\\": %d, \\"p50_us\\": %d, \\"p90_us\\": %d, " ..
+    "\\"p99_us\\": %d, \\"max_us\\": %d, \\"mean_us\\": %.1f}\\n",
+    summary.requests, summary.duration, summary.bytes,
+    summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def rotating_requests_lua(path: str, header_values: Sequence[str], header: str = "Authorization") -> str:
+    """A wrk script that cycles through requests to ``path``, one per header value.
+
+    Each wrk thread starts at a different offset, so the threads do not ask in lockstep.
+    """
+    values = ",\n".join(json.dumps(value) for value in header_values) or '""'
+    return f"""
+local values = {{
+{values}
+}}
+local path = {json.dumps(path)}
+local header = {json.dumps(header)}
+local threads = 0
+local requests, position
+
+function setup(thread)
+  thread:set("offset", threads * 7919)
+  threads = threads + 1
+end
+
+function init(args)
+  requests = {{}}
+  local start = offset or 0
+  for i = 1, #values do
+    local value = values[((i - 1 + start) % #values) + 1]
+    local headers = {{}}
+    if value ~= "" then headers[header] = value end
+    requests[i] = wrk.format("GET", path, headers)
+  end
+  position = 0
+end
+
+function request()
+  position = position % #requests + 1
+  return requests[position]
+end
+{WRK_DONE_LUA}"""
+
+
+def run_wrk(
+    url: str,
+    script: Path,
+    *,
+    threads: int,
+    connections: int,
+    duration_s: float,
+    timeout_s: float = 10.0,
+    wrk: str = "wrk",
+    log: Path | None = None,
+) -> dict[str, Any]:
+    """Run wrk with --latency and a script ending in WRK_DONE_LUA; the figures as a dict.
+
+    ``rps`` counts every completed response; ``non_2xx_3xx`` says how many were 4xx/5xx.
+    """
+    argv = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 60)
+    if log is not None:
+        log.write_text(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}")
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout[-500:]}")
+    figures: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+    seconds = figures["duration_us"] / 1e6
+    errors = sum(figures[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
+    return {
+        "rps": round(figures["requests"] / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(figures["p50_us"] / 1000, 3),
+        "p90_ms": round(figures["p90_us"] / 1000, 3),
+        "p99_ms": round(figures["p99_us"] / 1000, 3),
+        "max_ms": round(figures["max_us"] / 1000, 3),
+        "requests": figures["requests"],
+        "non_2xx_3xx": figures["non_2xx_3xx"],
+        "socket_errors": errors,
+        "seconds": round(seconds, 2),
+    }
 
 
 # --- the baseline app ------------------------------------------------------------------

@@ -51,6 +51,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -66,6 +67,7 @@ from _common import (
     HTTPError,
     LeanClient,
     Server,
+    cpu_seconds,
     free_port,
     ms,
     novalnet_payment,
@@ -104,6 +106,8 @@ class Config:
     new_samples: int
     new_max_s: float
     drain_max_s: float
+    split_drain_s: float
+    verify_sample: int
     keep: bool
     pg_admin_url: str
 
@@ -116,6 +120,7 @@ class LoadResult:
     outcomes: collections.Counter[str]
     ok_indices: list[int]
     errors: list[str] = field(default_factory=list)
+    attempted: int = 0
 
     @property
     def ok(self) -> int:
@@ -164,6 +169,7 @@ async def load(
             for index in indices:
                 if deadline is not None and time.perf_counter() > deadline:
                     break
+                result.attempted += 1
                 started = time.perf_counter()
                 try:
                     status, body = await client.send(requests[index])
@@ -190,12 +196,18 @@ async def load(
 
 
 async def sequential(
-    port: int, bodies: Sequence[bytes], expect: int, max_seconds: float, marker: bytes | None = None
+    port: int,
+    bodies: Sequence[bytes],
+    expect: int,
+    max_seconds: float,
+    marker: bytes | None = None,
+    between: Callable[[], object] | None = None,
 ) -> tuple[list[float], int, list[bytes]]:
     """One connection, one request at a time, until done or ``max_seconds``.
 
     Returns the latencies of answers with status ``expect`` (and ``marker`` in the
     body), the number of other answers, and the bodies answered as expected.
+    ``between`` runs (in a thread) after each request, outside the timing.
     """
     client = LeanClient(HOST, port)
     latencies: list[float] = []
@@ -215,6 +227,8 @@ async def sequential(
                 accepted.append(body)
             else:
                 unexpected += 1
+            if between is not None:
+                await asyncio.to_thread(between)
     finally:
         client.close()
     return latencies, unexpected, accepted
@@ -228,6 +242,11 @@ class BenchDatabase:
     kind: str
     url: str
     drop: Callable[[], None]
+    name: str | None = None  # PostgreSQL: its backends carry it in their process title
+
+    def cpu_seconds(self) -> float:
+        """CPU of the PostgreSQL backends serving this database (0 for SQLite: it runs in the server)."""
+        return cpu_seconds(cmdline_part=f" {self.name} ") if self.name else 0.0
 
     def counts(self) -> dict[str, Any]:
         queries = {
@@ -247,9 +266,9 @@ class BenchDatabase:
         import psycopg
 
         with psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://")) as connection:
-            found = {k: connection.execute(q).fetchone()[0] for k, q in queries.items()}  # type: ignore[index]
-            found["inbox"] = dict(connection.execute(status_query).fetchall())  # type: ignore[arg-type]
-            found["jobs"] = dict(connection.execute(jobs_query).fetchall())  # type: ignore[arg-type]
+            found = {k: connection.execute(q).fetchone()[0] for k, q in queries.items()}
+            found["inbox"] = dict(connection.execute(status_query).fetchall())
+            found["jobs"] = dict(connection.execute(jobs_query).fetchall())
         return found
 
 
@@ -263,14 +282,14 @@ def create_database(kind: str, workdir: Path, pg_admin_url: str) -> BenchDatabas
 
     name = f"einlass_bench_{secrets.token_hex(4)}"
     with psycopg.connect(pg_admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        connection.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
         with psycopg.connect(pg_admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     base = pg_admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return BenchDatabase(kind, f"{base}/{name}", drop)
+    return BenchDatabase(kind, f"{base}/{name}", drop, name)
 
 
 # --- einlass: setup, server, verification ------------------------------------------------------
@@ -317,7 +336,9 @@ def set_up_merchant(env: dict[str, str], workdir: Path, access_key: str) -> str:
     return str(merchant["api_key"])
 
 
-def verify_members(port: int, api_key: str, database: BenchDatabase, expected: int) -> dict[str, Any]:
+def verify_members(
+    port: int, api_key: str, database: BenchDatabase, expected: int, sample_size: int
+) -> dict[str, Any]:
     """All members active: the REST API (every page, a sample in detail) and the database."""
     started = time.perf_counter()
     ids: list[str] = []
@@ -336,7 +357,7 @@ def verify_members(port: int, api_key: str, database: BenchDatabase, expected: i
             if not page["has_more"]:
                 break
             cursor = page["next_cursor"]
-        sample = random.sample(ids, min(50, len(ids)))
+        sample = random.sample(ids, min(sample_size, len(ids)))
         inactive = []
         for member_id in sample:
             document = http.get(f"/api/v1/members/{member_id}").raise_for_status().json()
@@ -378,19 +399,60 @@ def wait_for_outbox(database: BenchDatabase, max_seconds: float) -> tuple[bool, 
         time.sleep(0.25)
 
 
-def password_hash_ms(samples: int = 5) -> float | None:
-    """p50 of einlass.crypto.hash_password (argon2id) in this process, for the split."""
+def password_hash_cost(samples: int = 5) -> tuple[float | None, float | None]:
+    """p50 wall and CPU ms of einlass.crypto.hash_password (argon2id) in this process."""
     try:
         from einlass.crypto import hash_password
     except ImportError:
-        return None
+        return None, None
     hash_password("warm-up-password")
-    timings = []
+    walls, cpus = [], []
     for _ in range(samples):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         hash_password(secrets.token_urlsafe(12))
-        timings.append(time.perf_counter() - started)
-    return ms(percentile(timings, 0.5))
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return ms(percentile(walls, 0.5)), ms(percentile(cpus, 0.5))
+
+
+class PgActivitySampler:
+    """Samples pg_stat_activity of the bench database during the load: what its connections wait for.
+
+    ``idle in transaction`` is a connection whose transaction waits for the
+    application (the event loop); ``active Lock:transactionid`` waits for another
+    transaction's row or unique-key lock.
+    """
+
+    QUERY = (
+        "SELECT state || coalesce(' ' || wait_event_type || ':' || wait_event, ''), count(*) "
+        "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() AND state IS NOT NULL GROUP BY 1"
+    )
+
+    def __init__(self, database: BenchDatabase, interval: float = 0.2) -> None:
+        self.database, self.interval = database, interval
+        self.totals: collections.Counter[str] = collections.Counter()
+        self.samples = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        url = self.database.url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as connection:
+            while not self.stop_event.wait(self.interval):
+                for state, count in connection.execute(self.QUERY, (self.database.name,)).fetchall():
+                    self.totals[state] += count
+                self.samples += 1
+
+    def stop(self) -> dict[str, float]:
+        """Average number of connections in each state and wait."""
+        self.stop_event.set()
+        self.thread.join(10)
+        if not self.samples:
+            return {}
+        return {state: round(count / self.samples, 2) for state, count in self.totals.most_common()}
 
 
 # --- profiling -------------------------------------------------------------------------------------
@@ -445,7 +507,8 @@ LOOP_BUCKETS = [
     ("apply transaction", ("apply_with_retries (",)),
     ("receive: lookup+verify+parse+store", ("receive (einlass/billing/inbox.py",)),
     ("outbox worker: jobs, claims", ("einlass/outbox/",)),
-    ("other einlass code (REST API, readyz)", ("einlass/",)),
+    ("access-decision cache poller", ("einlass/access/cache.py",)),
+    ("other einlass code (REST API, readyz, ...)", ("einlass/",)),
 ]
 # Cross-cutting shares of the busy event-loop samples; they overlap.
 LOOP_INCLUSIVE = [
@@ -524,59 +587,96 @@ def summarise_profile(path: Path) -> dict[str, Any]:
 # --- one backend -----------------------------------------------------------------------------------
 
 
-def run_backend(
-    kind: str, config: Config, bodies: list[bytes], access_key: str, workdir: Path, hash_ms: float | None
-) -> dict[str, Any]:
+@dataclass
+class Prepared:
+    kind: str
+    directory: Path
+    database: BenchDatabase
+    env: dict[str, str]
+    port: int
+    api_key: str
+    setup_s: float
+
+
+def prepare_backend(kind: str, config: Config, access_key: str, workdir: Path) -> Prepared:
+    """A fresh database with the schema, merchant, area, plan and Novalnet secret (via the CLI)."""
+    started = time.perf_counter()
     directory = workdir / kind
     directory.mkdir()
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
     database = create_database(kind, directory, config.pg_admin_url)
     try:
         port = free_port()
         env = einlass_env(database.url, directory, port)
         api_key = set_up_merchant(env, directory, access_key)
-        timings["setup_s"] = time.perf_counter() - started
-        server = Server(
-            f"einlass serve ({kind})",
-            [str(EINLASS), "serve", "--host", HOST, "--port", str(port), "--no-migrate"],
-            env,
-            directory / "server.log",
-            directory,
-        )
-        try:
-            server.wait_ready(f"http://{HOST}:{port}/readyz")
-            timings["start_s"] = time.perf_counter() - started - timings["setup_s"]
-            return measure(
-                kind, config, bodies, access_key, port, server, database, api_key, hash_ms, timings
-            )
-        except BaseException:
-            print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
-            raise
-        finally:
-            server.stop()
-    finally:
+    except BaseException:
         database.drop()
+        raise
+    return Prepared(kind, directory, database, env, port, api_key, time.perf_counter() - started)
+
+
+class CpuMeter:
+    """CPU seconds of the server's process group, the database backends and this client."""
+
+    def __init__(self, server: Server, database: BenchDatabase | None = None) -> None:
+        self.server, self.database = server, database
+
+    def read(self) -> tuple[float, float, float]:
+        db = self.database.cpu_seconds() if self.database else 0.0
+        return cpu_seconds(process_group=self.server.pid), db, time.process_time()
+
+    @staticmethod
+    def per_request(
+        before: tuple[float, float, float], after: tuple[float, float, float], n: int
+    ) -> dict[str, Any]:
+        if not n:
+            return {"server": None, "db": None, "client": None}
+        server, db, client = (round(1000 * (a - b) / n, 2) for a, b in zip(after, before, strict=True))
+        return {"server": server, "db": db, "client": client}
+
+
+def serve_and_measure(
+    prepared: Prepared, config: Config, bodies: list[bytes], access_key: str
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    server = Server(
+        f"einlass serve ({prepared.kind})",
+        [str(EINLASS), "serve", "--host", HOST, "--port", str(prepared.port)],
+        prepared.env,
+        prepared.directory / "server.log",
+        prepared.directory,
+    )
+    try:
+        server.wait_ready(f"http://{HOST}:{prepared.port}/readyz")
+        timings = {"setup_s": prepared.setup_s, "start_s": time.perf_counter() - started}
+        return measure(prepared, config, bodies, access_key, server, timings)
+    except BaseException:
+        print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        # The database is thrown away: no need to wait long for the worker's batch.
+        server.stop(grace=3.0)
 
 
 def measure(
-    kind: str,
+    prepared: Prepared,
     config: Config,
     bodies: list[bytes],
     access_key: str,
-    port: int,
     server: Server,
-    database: BenchDatabase,
-    api_key: str,
-    hash_ms: float | None,
     timings: dict[str, float],
 ) -> dict[str, Any]:
+    port, database, kind = prepared.port, prepared.database, prepared.kind
+    meter = CpuMeter(server, database)
     rejected = novalnet_payment(
         REJECTED_TID, email="nobody@example.de", tariff=TARIFF, access_key=access_key, bad_checksum=True
     )
     warmup = [
         novalnet_payment(WARMUP_TIDS + i, email=f"warmup{i}@example.de", tariff=TARIFF, access_key=access_key)
         for i in range(WARMUP_EVENTS)
+    ]
+    fresh = [
+        novalnet_payment(SPLIT_TIDS + i, email=f"split{i}@example.de", tariff=TARIFF, access_key=access_key)
+        for i in range(config.new_samples)
     ]
 
     async def warm_up() -> int:
@@ -585,63 +685,85 @@ def measure(
         return len(latencies)
 
     expected = run_async(warm_up())
-
-    # The split of one request's time, on the fresh server before the load (no
-    # backlog yet): sequential requests of three kinds.
-    fresh = [
-        novalnet_payment(SPLIT_TIDS + i, email=f"split{i}@example.de", tariff=TARIFF, access_key=access_key)
-        for i in range(config.new_samples)
-    ]
-
-    async def split() -> dict[str, Any]:
-        verify_only, bad1, _ = await sequential(
-            port, [rejected] * config.split_samples, 401, config.split_max_s
+    counts = database.counts()
+    if not expected or counts["grants_open"] != expected:
+        raise RuntimeError(
+            f"warm-up: {expected} of {WARMUP_EVENTS} events stored, {counts['grants_open']} grants, "
+            f"inbox {counts['inbox']}: events are not applied. Server errors:\n{server.log_errors()}"
         )
-        new, bad2, stored = await sequential(port, fresh, 200, config.new_max_s, b'"stored"')
-        stored = stored or warmup
-        repeats = [stored[i % len(stored)] for i in range(config.split_samples)]
-        duplicate, bad3, _ = await sequential(port, repeats, 200, config.split_max_s, b'"duplicate"')
-        return {
-            "verify_only": verify_only,
-            "duplicate": duplicate,
-            "new": new,
-            "unexpected": bad1 + bad2 + bad3,
-        }
+    wait_for_outbox(database, config.split_drain_s)
 
+    # The split of one request's time, on the fresh server before the load:
+    # sequential requests of three kinds, each phase with an empty outbox at its
+    # start; CPU per request is counted until the phase's own jobs are done.
     split_started = time.perf_counter()
-    splits = run_async(split())
-    expected += len(splits["new"])
+    splits: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, Any]] = {}
+    unexpected = 0
+    before = meter.read()
+    splits["verify_only"], bad, _ = run_async(
+        sequential(port, [rejected] * config.split_samples, 401, config.split_max_s)
+    )
+    unexpected += bad
+    cpu["verify_only"] = CpuMeter.per_request(before, meter.read(), len(splits["verify_only"]))
+    before = meter.read()
+    # One at a time with an empty outbox: the in-process worker's credentials job
+    # (argon2id) of one event must not run during the next event's request.
+    splits["new_event"], bad, stored = run_async(
+        sequential(
+            port,
+            fresh,
+            200,
+            config.new_max_s,
+            b'"stored"',
+            lambda: wait_for_outbox(database, config.split_drain_s),
+        )
+    )
+    unexpected += bad
+    expected += len(stored)
+    wait_for_outbox(database, config.split_drain_s)  # the credentials jobs belong to the cost of a new event
+    cpu["new_event"] = CpuMeter.per_request(before, meter.read(), len(splits["new_event"]))
+    stored = stored or warmup
+    repeats = [stored[i % len(stored)] for i in range(config.split_samples)]
+    before = meter.read()
+    splits["duplicate"], bad, _ = run_async(
+        sequential(port, repeats, 200, config.split_max_s, b'"duplicate"')
+    )
+    unexpected += bad
+    cpu["duplicate"] = CpuMeter.per_request(before, meter.read(), len(splits["duplicate"]))
     timings["split_s"] = time.perf_counter() - split_started
-    # Start the load with an empty outbox (the split's credentials jobs done).
-    wait_for_outbox(database, config.drain_max_s)
 
     profiler = None
     if config.profile and config.py_spy:
-        profiler = Profiler(config.py_spy, server.pid, server.log_path.with_name(f"profile-{kind}.txt"))
+        profiler = Profiler(config.py_spy, server.pid, prepared.directory / f"profile-{kind}.txt")
+    sampler = PgActivitySampler(database) if database.name else None
+    before = meter.read()
     try:
         result: LoadResult = run_async(load(port, bodies, config.concurrency, config.max_load_s, b'"stored"'))
     finally:
+        pg_activity = sampler.stop() if sampler is not None else None
         if profiler is not None:
             profiler.stop()
+    cpu["load"] = CpuMeter.per_request(before, meter.read(), result.ok)
     timings["load_s"] = result.elapsed_s
     load_done = time.perf_counter()
     jobs_at_load_end = database.counts()["jobs"]
     expected += result.outcomes["stored"]
-    verification = verify_members(port, api_key, database, expected)
+    verification = verify_members(port, prepared.api_key, database, expected, config.verify_sample)
     timings["verify_s"] = time.perf_counter() - load_done
 
     # Credentials emails (with the password hash) run in the in-process outbox
     # worker after the 200: how long until that backlog is gone, or how fast it goes.
+    drain_started = time.perf_counter()
     drained, backlog = wait_for_outbox(database, config.drain_max_s)
+    drain_wait = time.perf_counter() - drain_started
     timings["outbox_drain_s"] = time.perf_counter() - load_done
     final = database.counts()
     jobs_done = final["jobs"].get("done", 0) - jobs_at_load_end.get("done", 0)
     final_ok = final["grants_open"] == expected and set(final["inbox"]) <= {"applied"}
 
     summary = result.summary()
-    verify_ms = ms(percentile(splits["verify_only"], 0.5))
-    duplicate_ms = ms(percentile(splits["duplicate"], 0.5))
-    new_ms = ms(percentile(splits["new"], 0.5))
+    p50 = {name: ms(percentile(values, 0.5)) for name, values in splits.items()}
     entry: dict[str, Any] = {
         "backend": kind,
         "events_per_s": summary["events_per_s"],
@@ -650,30 +772,35 @@ def measure(
         "events": result.ok,
         "concurrency": config.concurrency,
         "events_requested": len(bodies),
-        "truncated": result.ok < len(bodies),
+        "truncated": result.attempted < len(bodies),
         "max_ms": summary["max_ms"],
         "elapsed_s": summary["elapsed_s"],
         "non_200": {str(k): v for k, v in result.statuses.items() if k != 200},
         "errors": result.errors,
-        "verify_only_ms": verify_ms,
-        "duplicate_ms": duplicate_ms,
-        "new_event_ms": new_ms,
-        "split_samples": {k: len(v) for k, v in splits.items() if k != "unexpected"},
-        "split_unexpected": splits["unexpected"],
-        "store_txn_ms": round(duplicate_ms - verify_ms, 2),
-        "apply_txn_ms": round(new_ms - duplicate_ms, 2),
-        "password_hash_ms": hash_ms,
+        "verify_only_ms": p50["verify_only"],
+        "duplicate_ms": p50["duplicate"],
+        "new_event_ms": p50["new_event"],
+        "store_txn_ms": round(p50["duplicate"] - p50["verify_only"], 2),
+        "apply_txn_ms": round(p50["new_event"] - p50["duplicate"], 2),
+        "split_samples": {name: len(values) for name, values in splits.items()},
+        "split_unexpected": unexpected,
+        "cpu_ms_per_request": cpu,
         "verified": verification["ok"] and final_ok,
         "verification": verification,
         "final_counts": final,
+        "outbox_backlog_at_load_end": jobs_at_load_end.get("pending", 0) + jobs_at_load_end.get("running", 0),
         "outbox_drained": drained,
         "outbox_backlog_left": backlog,
         "outbox_drain_s": round(timings["outbox_drain_s"], 2),
-        "outbox_backlog_at_load_end": jobs_at_load_end.get("pending", 0) + jobs_at_load_end.get("running", 0),
-        "outbox_jobs_per_s_after_load": round(jobs_done / timings["outbox_drain_s"], 1),
+        "outbox_jobs_per_s_after_load": (
+            round(jobs_done / timings["outbox_drain_s"], 1) if config.drain_max_s and drain_wait else None
+        ),
+        "pg_connections_during_load": pg_activity,
         "phases_s": {k: round(v, 2) for k, v in timings.items()},
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
+    if result.statuses.keys() - {200} or unexpected or not entry["verified"]:
+        entry["server_log_errors"] = server.log_errors()
     if profiler is not None:
         entry["profile"] = summarise_profile(profiler.output)
     return entry
@@ -695,7 +822,7 @@ def run_raw_asgi(config: Config, bodies: list[bytes], workdir: Path) -> dict[str
     )
     try:
         server.wait_ready(f"http://{HOST}:{port}/")
-        return measure_baseline("baseline-raw-asgi", config, bodies, port)
+        return measure_baseline("baseline-raw-asgi", config, bodies, port, server)
     finally:
         server.stop()
 
@@ -737,19 +864,28 @@ def run_nginx(nginx: str, config: Config, bodies: list[bytes], workdir: Path) ->
     )
     try:
         server.wait_ready(f"http://{HOST}:{port}/")
-        return measure_baseline("baseline-nginx", config, bodies, port)
+        return measure_baseline("baseline-nginx", config, bodies, port, server)
     finally:
         server.stop()
 
 
-def measure_baseline(name: str, config: Config, bodies: list[bytes], port: int) -> dict[str, Any]:
-    async def run() -> tuple[LoadResult, list[float]]:
-        await load(port, bodies[:200], config.concurrency, None, None)  # warm-up
-        result = await load(port, bodies, config.concurrency, config.max_load_s, None)
-        single, _, _ = await sequential(port, bodies[: config.split_samples], 200, config.split_max_s)
-        return result, single
+def measure_baseline(
+    name: str, config: Config, bodies: list[bytes], port: int, server: Server
+) -> dict[str, Any]:
+    meter = CpuMeter(server)
 
-    result, single = run_async(run())
+    async def warm_up() -> None:
+        await load(port, bodies[:200], config.concurrency, None, None)
+
+    async def single() -> list[float]:
+        latencies, _, _ = await sequential(port, bodies[: config.split_samples], 200, config.split_max_s)
+        return latencies
+
+    run_async(warm_up())
+    before = meter.read()
+    result: LoadResult = run_async(load(port, bodies, config.concurrency, config.max_load_s, None))
+    cpu = CpuMeter.per_request(before, meter.read(), result.ok)
+    sequential_latencies = run_async(single())
     summary = result.summary()
     return {
         "backend": name,
@@ -761,7 +897,8 @@ def measure_baseline(name: str, config: Config, bodies: list[bytes], port: int) 
         "max_ms": summary["max_ms"],
         "elapsed_s": summary["elapsed_s"],
         "non_200": {str(k): v for k, v in result.statuses.items() if k != 200},
-        "sequential_ms": ms(percentile(single, 0.5)),
+        "sequential_ms": ms(percentile(sequential_latencies, 0.5)),
+        "cpu_ms_per_request": {"load": cpu},
     }
 
 
@@ -769,16 +906,19 @@ def measure_baseline(name: str, config: Config, bodies: list[bytes], port: int) 
 
 
 def report(results: list[dict[str, Any]], notes: list[str], config: Config) -> None:
-    baseline = next((r for r in results if r["backend"] == "baseline-raw-asgi"), None)
+    baseline = next((r for r in results if r["backend"] == "baseline-raw-asgi" and "error" not in r), None)
     for entry in results:
         if baseline and "error" not in entry and entry is not baseline and entry.get("events_per_s"):
-            entry["vs_baseline_throughput"] = round(entry["events_per_s"] / baseline["events_per_s"], 4)
+            entry["vs_baseline_throughput"] = round(entry["events_per_s"] / baseline["events_per_s"], 5)
             entry["vs_baseline_p50"] = round(entry["p50_ms"] / baseline["p50_ms"], 1)
+    header = ["backend", "events", "conc", "events/s", "p50 ms", "p99 ms", "x baseline", "srv cpu/ev"]
+    header += ["pg cpu/ev", "verify ms", "dup ms", "new ms", "all active"]
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["backend"], "-", "-", "-", "-", "-", "-", "-", "-", "-", f"ERROR: {r['error']}"])
+            rows.append([r["backend"], *["-"] * (len(header) - 2), f"ERROR: {r['error'][:200]}"])
             continue
+        cpu = r["cpu_ms_per_request"]["load"]
         rows.append(
             [
                 r["backend"],
@@ -788,31 +928,50 @@ def report(results: list[dict[str, Any]], notes: list[str], config: Config) -> N
                 r["p50_ms"],
                 r["p99_ms"],
                 r.get("vs_baseline_throughput", "-"),
+                cpu["server"],
+                cpu["db"] if r["backend"] == "postgresql" else "-",
                 r.get("verify_only_ms", r.get("sequential_ms", "-")),
                 r.get("duplicate_ms", "-"),
                 r.get("new_event_ms", "-"),
                 {True: "yes", False: "NO"}.get(r.get("verified"), "-"),
             ]
         )
-    header = ["backend", "events", "conc", "events/s", "p50 ms", "p99 ms", "x baseline"]
-    header += ["verify ms", "dup ms", "new ms", "all active"]
     print()
     print(tables(rows, header))
-    print("(verify/dup/new: p50 of sequential single requests; for baselines 'verify ms' is a plain POST)")
+    print(
+        "(cpu/ev: CPU ms per event during the load, server process group and PostgreSQL backends; "
+        "verify/dup/new: p50 of sequential single requests; for baselines 'verify ms' is a plain POST)"
+    )
     for r in results:
         if "error" in r or "new_event_ms" not in r:
             continue
-        print(f"\n{r['backend']}: one new event ~{r['new_event_ms']} ms sequential =")
-        print(f"  HTTP + merchant lookup + secret decrypt + checksum   {r['verify_only_ms']:>9} ms")
-        print(f"  + parse + store transaction (ON CONFLICT no-op)      {r['store_txn_ms']:>9} ms")
-        print(f"  + apply transaction (payment, member, grant, jobs)   {r['apply_txn_ms']:>9} ms")
-        if r.get("password_hash_ms") is not None:
-            print(f"  (argon2id hash_password, once per new member:        {r['password_hash_ms']:>9} ms)")
+        cpu = r["cpu_ms_per_request"]
+        print(f"\n{r['backend']}: single sequential requests, p50 wall ms [server + db CPU ms per request]")
+        lines = [
+            ("verify_only", "401 bad checksum: HTTP, merchant lookup, secret decrypt, checksum"),
+            ("duplicate", "200 redelivery: + parse + store transaction (ON CONFLICT no-op)"),
+            (
+                "new_event",
+                "200 new payment: + apply transaction (outbox empty before each; CPU incl. its jobs)",
+            ),
+        ]
+        for key, label in lines:
+            spent = cpu[key]
+            print(f"  {r[key + '_ms']:>9} ms  [{spent['server']} + {spent['db']}]  {label}")
+        print(
+            f"  => store transaction ~{r['store_txn_ms']} ms, apply transaction ~{r['apply_txn_ms']} ms "
+            f"(differences of medians); argon2id hash_password, in this process: "
+            f"{r.get('password_hash_ms')} ms wall, {r.get('password_hash_cpu_ms')} ms CPU"
+        )
         drain = "drained" if r["outbox_drained"] else f"NOT drained, {r['outbox_backlog_left']} jobs left"
+        rate = r["outbox_jobs_per_s_after_load"]
         print(
             f"  outbox: {r['outbox_backlog_at_load_end']} jobs waiting at the last 200; {drain} "
-            f"{r['outbox_drain_s']} s later ({r['outbox_jobs_per_s_after_load']} jobs/s)"
+            f"{r['outbox_drain_s']} s later" + (f" ({rate} jobs/s)" if rate is not None else "")
         )
+        if r.get("pg_connections_during_load"):
+            states = ", ".join(f"{k} {v}" for k, v in r["pg_connections_during_load"].items())
+            print(f"  PostgreSQL connections during the load, average count by state: {states}")
         print(f"  phases (s): {r['phases_s']}; load average after: {r['loadavg_after']}")
         if r.get("truncated"):
             print(
@@ -821,8 +980,15 @@ def report(results: list[dict[str, Any]], notes: list[str], config: Config) -> N
             )
         if not r.get("verified"):
             print(f"  VERIFICATION FAILED: {r['verification']['problems']} final={r['final_counts']}")
-        if r.get("non_200"):
-            print(f"  non-200 answers: {r['non_200']} {r['errors']}")
+        if r.get("non_200") or r.get("split_unexpected"):
+            print(
+                f"  non-200 answers: {r['non_200']} {r['errors'][:2]}; in the splits: {r['split_unexpected']}"
+            )
+        if r.get("server_log_errors"):
+            print(
+                "  server log, error lines:\n"
+                + "\n".join(f"    {x}" for x in r["server_log_errors"].splitlines())
+            )
         profile = r.get("profile")
         if profile and profile.get("samples"):
             print(f"  py-spy, {profile['samples']} samples of the server during the load, by thread:")
@@ -844,25 +1010,21 @@ def report(results: list[dict[str, Any]], notes: list[str], config: Config) -> N
     for note in notes:
         print(f"note: {note}")
     compact = []
+    keep = ("backend", "events_per_s", "p50_ms", "p99_ms", "events", "concurrency", "error")
+    keep += ("events_requested", "truncated", "verified", "verify_only_ms", "duplicate_ms", "new_event_ms")
+    keep += ("store_txn_ms", "apply_txn_ms", "password_hash_ms", "password_hash_cpu_ms")
+    keep += ("vs_baseline_throughput", "sequential_ms")
+    keep += ("outbox_backlog_at_load_end", "outbox_jobs_per_s_after_load")
     for r in results:
-        keep = ("backend", "events_per_s", "p50_ms", "p99_ms", "events", "concurrency", "error")
-        keep += (
-            "events_requested",
-            "truncated",
-            "verified",
-            "verify_only_ms",
-            "duplicate_ms",
-            "new_event_ms",
-        )
-        keep += (
-            "store_txn_ms",
-            "apply_txn_ms",
-            "password_hash_ms",
-            "vs_baseline_throughput",
-            "sequential_ms",
-        )
-        keep += ("outbox_drain_s", "outbox_drained")
-        compact.append({k: r[k] for k in keep if k in r})
+        entry = {k: r[k] for k in keep if k in r}
+        if "cpu_ms_per_request" in r:
+            entry["cpu_ms_per_event"] = r["cpu_ms_per_request"]["load"]
+            entry["cpu_ms_per_request_sequential"] = {
+                k: v for k, v in r["cpu_ms_per_request"].items() if k != "load"
+            } or None
+            if entry["cpu_ms_per_request_sequential"] is None:
+                del entry["cpu_ms_per_request_sequential"]
+        compact.append(entry)
     print(json.dumps({"bench": "ingest", "quick": config.quick, "results": compact, "notes": notes}))
 
 
@@ -880,7 +1042,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--max-load-seconds",
         type=float,
-        help="stop sending new events after this long (default: none, --quick 5)",
+        help="stop sending new events after this long (default: none, --quick 4)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, profiles)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
@@ -897,12 +1059,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         quick=quick,
         profile=args.profile,
         py_spy=args.py_spy,
-        max_load_s=args.max_load_seconds if args.max_load_seconds is not None else (5.0 if quick else None),
+        max_load_s=args.max_load_seconds if args.max_load_seconds is not None else (4.0 if quick else None),
         split_samples=100 if quick else 300,
         split_max_s=1.0 if quick else 20.0,
-        new_samples=20 if quick else 300,
-        new_max_s=2.0 if quick else 30.0,
-        drain_max_s=4.0 if quick else 60.0,
+        new_samples=8 if quick else 300,
+        new_max_s=3.0 if quick else 40.0,
+        drain_max_s=0.0 if quick else 60.0,
+        split_drain_s=4.0 if quick else 60.0,
+        verify_sample=5 if quick else 50,
         keep=args.keep or args.profile,
         pg_admin_url=args.pg_admin_url,
     )
@@ -921,7 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"machine: {os.cpu_count()} CPUs shared by client and server; load average at start {load_before:.2f}"
     ]
     if load_before > (os.cpu_count() or 1):
-        notes.append("the machine was busy with other work at the start: figures are noisy")
+        notes.append("the machine was busy with other work: wall-clock figures are noisy, CPU ms less so")
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
     access_key = secrets.token_hex(16)
@@ -933,20 +1097,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i in range(config.events)
     ]
     failed = False
+    prepared: dict[str, Prepared] = {}
     try:
         print(f"ingest bench: {config.events} events, concurrency {config.concurrency}, work dir {workdir}")
         print("baseline: raw ASGI app on granian ...", flush=True)
         try:
-            results.append(run_raw_asgi(config, bodies, workdir))
+            results.insert(0, run_raw_asgi(config, bodies, workdir))
         except Exception as error:
             failed = True
             traceback.print_exc()
-            results.append({"backend": "baseline-raw-asgi", "error": str(error)})
+            results.insert(0, {"backend": "baseline-raw-asgi", "error": f"{type(error).__name__}: {error}"})
         nginx = shutil.which("nginx")
         if nginx:
             print("baseline: nginx return 200 ...", flush=True)
             try:
-                results.append(run_nginx(nginx, config, bodies, workdir))
+                results.insert(1, run_nginx(nginx, config, bodies, workdir))
             except Exception as error:
                 traceback.print_exc()
                 notes.append(f"nginx baseline failed: {error}")
@@ -954,11 +1119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes.append("nginx is not installed: nginx 'return 200' baseline skipped")
         if config.profile and not config.py_spy:
             notes.append("--profile: py-spy not found (PATH, BENCH_PY_SPY, --py-spy); timing split only")
-        hash_ms = password_hash_ms()
+        hash_ms, hash_cpu_ms = password_hash_cost()
         for kind in config.backends:
-            print(f"{kind}: setting up, serving, posting {config.events} events ...", flush=True)
+            # Prepared just before it is served: the schema is the one of the code that serves it.
+            print(f"{kind}: migrate, merchant, area, plan, gateway (CLI) ...", flush=True)
             try:
-                results.append(run_backend(kind, config, bodies, access_key, workdir, hash_ms))
+                ready = prepared[kind] = prepare_backend(kind, config, access_key, workdir)
+                print(
+                    f"{kind}: serving, splitting one request's time, posting {config.events} events",
+                    flush=True,
+                )
+                entry = serve_and_measure(ready, config, bodies, access_key)
+                entry["password_hash_ms"], entry["password_hash_cpu_ms"] = hash_ms, hash_cpu_ms
+                results.append(entry)
             except Exception as error:
                 failed = True
                 traceback.print_exc()
@@ -969,6 +1142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes.append(f"work directory kept: {workdir}")
         report(results, notes, config)
     finally:
+        for ready in prepared.values():
+            try:
+                ready.database.drop()
+            except Exception:
+                traceback.print_exc()
         if not config.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     return 1 if failed else 0

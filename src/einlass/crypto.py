@@ -15,6 +15,11 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 _password_hash = PasswordHash((Argon2Hasher(),))
+# Passwords einlass generates have about 93 bits of entropy: no attacker can
+# guess them, so the work factor that protects chosen passwords buys nothing and
+# would cost ~175 ms of CPU per new member. Still argon2id; the parameters are
+# part of each hash, so one verify handles both.
+_generated_password_hash = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
 
 
 def _derive(secret_key: str, purpose: str) -> bytes:
@@ -45,6 +50,11 @@ def sha256_hex(value: str) -> str:
 def hash_password(password: str) -> str:
     """argon2id, for passwords people choose or receive."""
     return _password_hash.hash(password)
+
+
+def hash_generated_password(password: str) -> str:
+    """argon2id with a small work factor, only for passwords from ``generate_password``."""
+    return _generated_password_hash.hash(password)
 
 
 def verify_password(password: str, password_hash: str) -> bool:

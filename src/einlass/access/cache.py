@@ -33,6 +33,10 @@ from einlass.tenants.models import Merchant
 
 log = structlog.get_logger(__name__)
 
+# How far back each poll reads the change log: a transaction that commits this
+# long after writing its change row is still seen (later ones by the ttl).
+CHANGE_LOG_OVERLAP = timedelta(seconds=3)
+
 
 @dataclass(frozen=True)
 class PlanGrant(GrantWindow):
@@ -82,7 +86,8 @@ class AccessCache:
     rejected: dict[str, float] = field(default_factory=dict)  # keyed digest -> until (monotonic)
     sessions: dict[str, SessionEntry] = field(default_factory=dict)
     _by_member: dict[str, set[str]] = field(default_factory=dict)  # member id -> credential/session keys
-    _seen_changes: dict[int, datetime] = field(default_factory=dict)
+    _seen_changes: dict[int, int] = field(default_factory=dict)  # change id -> poll that saw it
+    _polls: int = 0
     # When each member was last invalidated (monotonic): a load that started
     # before then may have read the old state and is not kept.
     _invalidated_at: dict[str, float] = field(default_factory=dict)
@@ -179,30 +184,30 @@ class AccessCache:
         """Drop what the change log names; returns how many new changes were seen."""
         now = clock.now()
         # Overlap the window: a change committed late with an earlier timestamp is still seen.
-        since = (self._polled_since or now) - timedelta(seconds=5)
-        query = select(
-            AccessChange.id, AccessChange.merchant_id, AccessChange.member_id, AccessChange.at
-        ).where(AccessChange.at >= since)
+        since = (self._polled_since or now) - CHANGE_LOG_OVERLAP
+        query = select(AccessChange.id, AccessChange.merchant_id, AccessChange.member_id).where(
+            AccessChange.at >= since
+        )
         async with self.db.reader.connect() as connection:
             rows = (await connection.execute(query)).all()
+        self._polls += 1
         fresh = 0
-        for change_id, merchant_id, member_id, at in rows:
+        for change_id, merchant_id, member_id in rows:
             if change_id in self._seen_changes:
                 continue
-            self._seen_changes[change_id] = at
+            self._seen_changes[change_id] = self._polls
             fresh += 1
             if member_id is None:
                 self.invalidate_merchant(merchant_id)
             else:
                 self.invalidate_member(member_id)
         self._polled_since = now
-        for change_id, at in list(self._seen_changes.items()):
-            if at < since:
-                del self._seen_changes[change_id]
-        horizon = time.monotonic() - self.ttl_s
-        for member_id, moment in list(self._invalidated_at.items()):
-            if moment < horizon:
-                del self._invalidated_at[member_id]
+        if self._polls % 64 == 0:
+            # Ids seen long enough ago have left the window for good.
+            horizon = self._polls - 1000
+            self._seen_changes = {key: poll for key, poll in self._seen_changes.items() if poll > horizon}
+            oldest = time.monotonic() - self.ttl_s
+            self._invalidated_at = {key: at for key, at in self._invalidated_at.items() if at >= oldest}
         return fresh
 
     async def run_poller(self, stop: asyncio.Event) -> None:

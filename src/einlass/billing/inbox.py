@@ -49,7 +49,7 @@ async def receive(
         return Receipt(
             404, "unknown_gateway", f"unknown gateway {gateway_name!r}; one of {', '.join(GATEWAY_NAMES)}"
         )
-    async with db.sessionmaker() as session:
+    async with db.read_sessionmaker() as session:
         merchant = await session.scalar(select(Merchant).where(Merchant.slug == merchant_slug))
         secrets = (
             None

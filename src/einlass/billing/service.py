@@ -63,8 +63,12 @@ async def apply_inbox_event(session: AsyncSession, settings: Settings, event_id:
     merchant = await session.get_one(Merchant, event.merchant_id)
     actor = Actor("gateway_event", event.id)
     outcomes = []
-    for payment_event in delivery.events:
-        outcomes.append(await apply_payment_event(session, settings, merchant, event, payment_event, actor))
+    # The changes of one event are written once, at the end, not before every query.
+    with session.no_autoflush:
+        for payment_event in delivery.events:
+            outcomes.append(
+                await apply_payment_event(session, settings, merchant, event, payment_event, actor)
+            )
     if PARKED in outcomes:
         event.status = INBOX_PARKED
         event.parked_on = next(
@@ -110,6 +114,8 @@ async def apply_payment_event(
     await _record_state(session, payment, state, inbox.id, actor, created)
     await _settle_member_and_grants(session, settings, merchant, payment, state, event, actor)
     if created:
+        # Parked events read this payment's grants and member: write them first.
+        await session.flush()
         await _apply_parked(session, settings, merchant, inbox.gateway, event.payment_ref)
     return APPLIED
 

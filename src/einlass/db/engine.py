@@ -44,6 +44,8 @@ class Database:
         else:
             self.reader = self.engine
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Sessions that only read; on SQLite they do not queue on the write lock.
+        self.read_sessionmaker = async_sessionmaker(self.reader, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

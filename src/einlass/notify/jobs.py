@@ -23,7 +23,7 @@ async def send_credentials_email(context: JobContext, job: Job) -> None:
     emails, and the later one is the password that works.
     """
     password = generate_password() if job.payload.get("new_password") else None
-    password_hash = await hashed(password) if password else None
+    password_hash = await hashed(password, generated=True) if password else None
     # The htpasswd hashes for the merchant's push targets, also before the transaction.
     push_hashes = (
         await precompute_push_hashes(context.db, job.merchant_id, password)
