@@ -358,6 +358,11 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine since boot (all processes, all CPUs)."""
+    return _cpu_jiffies()[0] / _CLOCK_TICKS
+
+
 def machine_busy(interval: float = 0.5) -> float:
     """How busy all CPUs were over ``interval`` seconds, 0.0 to 1.0 (everyone's work, ours too)."""
     busy_before, total_before = _cpu_jiffies()
@@ -524,6 +529,23 @@ async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def create_raw_app() -> Any:
     return raw_asgi_app
+
+
+def create_einlass_without_fast_path() -> Any:
+    """einlass's app with ``/auth/...`` checks going through the whole FastAPI stack again.
+
+    For bench/access_check.py: what the checks cost before ``einlass.access.asgi.AuthFastPath``.
+    """
+    from fastapi import FastAPI
+
+    from einlass.app import create_app
+
+    app = create_app()
+
+    async def through_the_stack(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    return through_the_stack
 
 
 def _serve_raw(port: int) -> None:

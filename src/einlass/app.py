@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI
 
 from einlass import __version__
+from einlass.access.asgi import AuthFastPath
 from einlass.access.cache import AccessCache
 from einlass.access.pages import router as member_pages_router
 from einlass.access.views import AUTH_METHODS, auth_check
@@ -80,7 +81,7 @@ def create_app(
                     await task
             await db.dispose()
 
-    app = FastAPI(
+    app = AuthFastPath(
         title="einlass",
         version=__version__,
         lifespan=lifespan,

@@ -23,17 +23,17 @@ SESSION_COOKIE = "einlass_session"
 MAX_AUTHORIZATION = 1024
 MAX_COOKIE_TOKEN = 128
 
+# A status and the response headers (lower-case names); the body is always empty.
+Decision = tuple[int, dict[str, str]]
 
-def _unauthorized(merchant: MerchantEntry | None, reason: str) -> Response:
+
+def _unauthorized(merchant: MerchantEntry | None, reason: str) -> Decision:
     realm = (merchant.name if merchant else "einlass").replace('"', "'")
-    return Response(
-        status_code=401,
-        headers={
-            "www-authenticate": f'Basic realm="{realm}", charset="UTF-8"',
-            "x-einlass-reason": reason,
-            "cache-control": "no-store",
-        },
-    )
+    return 401, {
+        "www-authenticate": f'Basic realm="{realm}", charset="UTF-8"',
+        "x-einlass-reason": reason,
+        "cache-control": "no-store",
+    }
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
@@ -60,19 +60,28 @@ AUTH_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 async def auth_check(request: Request) -> Response:
-    cache: AccessCache = request.app.state.access_cache
-    merchant_slug = request.path_params["merchant"]
-    area_slug = request.path_params["area"]
+    status, headers = await decide(
+        request.app.state.access_cache,
+        request.path_params["merchant"],
+        request.path_params["area"],
+        request.cookies.get(SESSION_COOKIE),
+        request.headers.get("authorization"),
+    )
+    return Response(status_code=status, headers=headers)
+
+
+async def decide(
+    cache: AccessCache, merchant_slug: str, area_slug: str, token: str | None, header: str | None
+) -> Decision:
+    """The answer to one check; shared by this route and the ASGI fast path (access/asgi.py)."""
     merchant = await cache.merchant(merchant_slug, area_slug)
     if merchant is None or area_slug not in merchant.areas:
-        return Response(status_code=404, headers={"x-einlass-reason": "unknown merchant or area"})
+        return 404, {"x-einlass-reason": "unknown merchant or area"}
 
     member: MemberEntry | None = None
-    token = request.cookies.get(SESSION_COOKIE)
     if token and len(token) <= MAX_COOKIE_TOKEN:
         member = await cache.by_session(merchant, token)
     if member is None:
-        header = request.headers.get("authorization")
         if header:
             credentials = _basic_credentials(header)
             if credentials is None:
@@ -87,23 +96,17 @@ async def auth_check(request: Request) -> Response:
     area_id = merchant.areas[area_slug]
     standing = MemberStanding(locked=member.locked, deleted=member.deleted)
     if not may_enter(standing, member.grants, area_id, now):
-        return Response(
-            status_code=403,
-            headers={
-                "x-einlass-member": member.id,
-                "x-einlass-reason": "no access",
-                "cache-control": "no-store",
-            },
-        )
+        return 403, {
+            "x-einlass-member": member.id,
+            "x-einlass-reason": "no access",
+            "cache-control": "no-store",
+        }
     until = access_until(member.grants, area_id, now)
     plans = sorted({grant.plan for grant in member.grants if grant.area_id == area_id and grant.covers(now)})
-    return Response(
-        status_code=200,
-        headers={
-            "x-einlass-member": member.id,
-            "x-einlass-username": _header_safe(member.username or ""),
-            "x-einlass-plan": ",".join(plans),
-            "x-einlass-access-until": until.isoformat() if until else "lifetime",
-            "cache-control": "no-store",
-        },
-    )
+    return 200, {
+        "x-einlass-member": member.id,
+        "x-einlass-username": _header_safe(member.username or ""),
+        "x-einlass-plan": ",".join(plans),
+        "x-einlass-access-until": until.isoformat() if until else "lifetime",
+        "cache-control": "no-store",
+    }
