@@ -20,14 +20,14 @@ import hashlib
 import importlib
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import Select, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
@@ -108,23 +108,11 @@ class ReconcileFailed(Exception):
 # --- the desired state ------------------------------------------------------------------------
 
 
-async def iter_entitled(
-    session: AsyncSession,
-    merchant_id: str,
-    target_id: str,
-    at: datetime,
-    *,
-    scheme: str | None = None,
-    with_contact: bool = False,
-    batch: int = 5000,
-) -> AsyncIterator[EntitledMember]:
-    """Members who may enter one of the target's areas at ``at``, in member-id order, streamed.
-
-    One query joins the target's areas, the grants that cover ``at``, the members
-    that are neither locked nor deleted, and the members' push hashes in
-    ``scheme``. The SQL only narrows; the access rule itself (members/access.py)
-    decides on the rows it returns.
-    """
+def _entitled_query(
+    merchant_id: str, target_id: str, at: datetime, scheme: str | None, with_contact: bool
+) -> Select[Any]:
+    """The one set-based query: covering grants of the target's areas, members neither locked nor
+    deleted, their push hash in ``scheme``; one row per grant, in member-id order."""
     columns: list[Any] = [
         Member.id,
         Member.username,
@@ -157,7 +145,6 @@ async def iter_entitled(
             or_(Grant.revoked_at.is_(None), Grant.revoked_at > at),
         )
         .order_by(Member.id)
-        .execution_options(yield_per=batch)
     )
     if scheme:
         query = query.outerjoin(
@@ -168,38 +155,108 @@ async def iter_entitled(
                 MemberPushHash.scheme == scheme,
             ),
         )
-    standing = MemberStanding(locked=False, deleted=False)  # the query left out the others
-    current: list[Any] | None = None
-    windows: list[GrantWindow] = []
+    return query
 
-    def finish() -> EntitledMember | None:
-        assert current is not None
-        areas = {window.area_id for window in windows}
-        open_areas = [area for area in areas if may_enter(standing, windows, area, at)]
-        if not open_areas:
-            return None
-        ends = [access_until(windows, area, at) for area in open_areas]
-        until = None if any(end is None for end in ends) else max(end for end in ends if end is not None)
-        member_id, username, email, name, push_hash = current
-        return EntitledMember(
-            member_id=member_id,
-            username=username or "",
-            email=email,
-            name=name,
-            push_hashes={scheme: push_hash} if scheme and push_hash else {},
-            until=until,
-        )
 
-    result = await session.stream(query)
-    async for partition in result.partitions(batch):
-        for row in partition:
-            if current is None or current[0] != row[0]:
-                if current is not None and (member := finish()) is not None:
-                    yield member
-                current, windows = list(row[:5]), []
-            windows.append(GrantWindow(area_id=row[5], starts_at=row[6], ends_at=row[7], revoked_at=row[8]))
-    if current is not None and (member := finish()) is not None:
-        yield member
+# (member_id, username, email, name, push_hash), and the member's covering grants.
+_Group = tuple[Sequence[Any], list[GrantWindow]]
+
+
+# Rows handed on at a time (fetched from the server ``batch`` at a time). Fewer than the
+# garbage collector's first threshold (700 new objects): rows that die before a
+# collection runs cost none, a million rows promoted to the older generations cost
+# full collections over the whole heap.
+_PARTITION = 500
+
+
+class _Grouper:
+    """Groups rows (one per grant, in member order) by member, across fetched batches."""
+
+    def __init__(self) -> None:
+        self.head: Sequence[Any] | None = None
+        self.windows: list[GrantWindow] = []
+
+    def feed(self, rows: Sequence[Sequence[Any]]) -> Iterator[_Group]:
+        """The members completed by ``rows``; the last one may go on in the next batch."""
+        for row in rows:
+            if self.head is None or self.head[0] != row[0]:
+                if self.head is not None:
+                    yield self.head, self.windows
+                self.head, self.windows = row, []
+            self.windows.append(GrantWindow(row[5], row[6], row[7], row[8]))
+
+    def rest(self) -> Iterator[_Group]:
+        if self.head is not None:
+            yield self.head, self.windows
+        self.head, self.windows = None, []
+
+
+async def _member_groups(
+    session: AsyncSession, query: Select[Any], batch: int
+) -> AsyncIterator[Iterator[_Group]]:
+    """The query's rows grouped by member: one iterator per fetched batch, to be consumed
+    before the next.
+
+    Executed as a Core statement on the session's connection (no ORM row
+    processing) and streamed with a server-side cursor. Each member is handed
+    on as soon as its rows are read and dropped before the next, and rows come
+    in small partitions, so what is made per row dies young (see _PARTITION).
+    """
+    connection = await session.connection()
+    result = await connection.stream(query.execution_options(yield_per=batch))
+    grouper = _Grouper()
+    async for partition in result.partitions(_PARTITION):
+        yield grouper.feed(partition)
+    yield grouper.rest()
+
+
+_STANDING = MemberStanding(locked=False, deleted=False)  # the query left out the others
+
+
+def _open_areas(windows: list[GrantWindow], at: datetime) -> list[str]:
+    """The areas the access rule lets the member enter at ``at`` (members/access.py decides)."""
+    if len(windows) == 1:  # the common case: one grant
+        area = windows[0].area_id
+        return [area] if may_enter(_STANDING, windows, area, at) else []
+    return [
+        area for area in {window.area_id for window in windows} if may_enter(_STANDING, windows, area, at)
+    ]
+
+
+async def iter_entitled(
+    session: AsyncSession,
+    merchant_id: str,
+    target_id: str,
+    at: datetime,
+    *,
+    scheme: str | None = None,
+    with_contact: bool = False,
+    batch: int = 5000,
+) -> AsyncIterator[EntitledMember]:
+    """Members who may enter one of the target's areas at ``at``, in member-id order, streamed.
+
+    One query joins the target's areas, the grants that cover ``at``, the members
+    that are neither locked nor deleted, and the members' push hashes in
+    ``scheme``. The SQL only narrows; the access rule itself (members/access.py)
+    decides on the rows it returns.
+    """
+    query = _entitled_query(merchant_id, target_id, at, scheme, with_contact)
+    async for groups in _member_groups(session, query, batch):
+        for head, windows in groups:
+            open_areas = _open_areas(windows, at)
+            if not open_areas:
+                continue
+            ends = [access_until(windows, area, at) for area in open_areas]
+            until = None if any(end is None for end in ends) else max(end for end in ends if end is not None)
+            member_id, username, email, name, push_hash = head[:5]
+            yield EntitledMember(
+                member_id=member_id,
+                username=username or "",
+                email=email,
+                name=name,
+                push_hashes={scheme: push_hash} if scheme and push_hash else {},
+                until=until,
+            )
 
 
 async def entitled_members(
@@ -231,25 +288,39 @@ class HtpasswdPlan:
 
 
 def plan_htpasswd(desired: Mapping[str, str], without_hash: list[str], actual: bytes | None) -> HtpasswdPlan:
-    """Compare what the file holds with what it should hold. Pure."""
-    parsed = htpasswd.parse(actual)
-    rendered = htpasswd.render(desired)
-    problems = list(parsed.problems)
-    problems += [f"duplicate username {name!r}" for name in parsed.duplicates]
-    problems += [
+    """Compare what the file holds with what it should hold. Pure.
+
+    The entries are sorted once (the file's order, and the order of the drift
+    lists). The file is rendered first: when it already holds exactly those
+    bytes, it holds the entries to keep and nothing else, and needs no parsing.
+    """
+    ordered = {name: desired[name] for name in sorted(desired)}
+    rendered = htpasswd.render(ordered)  # sorts again, a linear pass over sorted keys
+    rejected_problems = [
         f"username {name!r} cannot be written: {htpasswd.username_problem(name) or 'bad hash'}"
         for name in rendered.rejected
     ]
+    without = sorted(without_hash)
+    if actual is not None and actual == rendered.content:
+        return HtpasswdPlan(
+            drift=Drift(without_hash=without),
+            content=rendered.content,
+            members=rendered.written,
+            problems=rejected_problems,
+        )
+    parsed = htpasswd.parse(actual)
+    problems = list(parsed.problems)
+    problems += [f"duplicate username {name!r}" for name in parsed.duplicates]
+    problems += rejected_problems
     rejected = set(rendered.rejected)
-    keep = {name: value for name, value in desired.items() if name not in rejected}
+    keep = {name: value for name, value in ordered.items() if name not in rejected} if rejected else ordered
+    entries = parsed.entries
     ignored = set(without_hash)  # entitled, known to be missing for want of a hash
     drift = Drift(
-        unexpected=sorted(name for name in parsed.entries if name not in keep and name not in ignored),
-        missing=sorted(name for name in keep if name not in parsed.entries),
-        changed=sorted(
-            name for name, value in keep.items() if name in parsed.entries and parsed.entries[name] != value
-        ),
-        without_hash=sorted(without_hash),
+        unexpected=sorted(name for name in entries if name not in keep and name not in ignored),
+        missing=[name for name in keep if name not in entries],  # keep is sorted
+        changed=[name for name, value in keep.items() if name in entries and entries[name] != value],
+        without_hash=without,
     )
     return HtpasswdPlan(drift=drift, content=rendered.content, members=rendered.written, problems=problems)
 
@@ -354,14 +425,20 @@ class _Desired:
 async def _htpasswd_desired(
     session: AsyncSession, merchant_id: str, target: ProvisioningTarget, at: datetime
 ) -> _Desired:
+    """Username -> hash of the members the target lists; the rows of ``iter_entitled``, without
+    building an ``EntitledMember`` per member (a file needs no contact data nor end dates)."""
     scheme = target_scheme_key(target.config or {})
     desired = _Desired({}, [])
-    async for member in iter_entitled(session, merchant_id, target.id, at, scheme=scheme):
-        push_hash = member.push_hashes.get(scheme)
-        if push_hash:
-            desired.hashes[member.username] = push_hash
-        else:
-            desired.without_hash.append(member.username or member.member_id)
+    hashes, without_hash = desired.hashes, desired.without_hash
+    query = _entitled_query(merchant_id, target.id, at, scheme, with_contact=False)
+    async for groups in _member_groups(session, query, 5000):
+        for (member_id, username, _email, _name, push_hash, *_grant), windows in groups:
+            if not _open_areas(windows, at):
+                continue
+            if push_hash:
+                hashes[username or ""] = push_hash
+            else:
+                without_hash.append(username or member_id)
     return desired
 
 
