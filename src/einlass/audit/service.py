@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
 from einlass.audit.models import AuditEntry
+from einlass.db.util import newest_first
 from einlass.ids import new_id
 
 
@@ -65,10 +66,7 @@ async def list_entries(
     query = select(AuditEntry).where(AuditEntry.merchant_id == merchant_id)
     if member_id is not None:
         query = query.where(AuditEntry.member_id == member_id)
-    if starting_after is not None:
-        query = query.where(AuditEntry.id < starting_after)
-    result = await session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit))
-    return list(result)
+    return await newest_first(session, query, AuditEntry.id, starting_after=starting_after, limit=limit)
 
 
 PERSONAL_KEYS = frozenset({"email", "name", "username", "customer_email", "customer_name"})

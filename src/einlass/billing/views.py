@@ -13,6 +13,7 @@ from sqlalchemy import select
 from einlass.billing import catalogue, inbox
 from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentStatusChange, Plan
 from einlass.billing.service import reprocess
+from einlass.db.util import newest_first
 from einlass.errors import NotFound
 from einlass.rest.common import ApiContext, api_context, database, iso, list_response, page_limit, settings_of
 
@@ -233,10 +234,8 @@ async def list_orders(
 ) -> dict[str, Any]:
     limit = page_limit(limit)
     query = select(Order).where(Order.merchant_id == ctx.merchant_id)
-    if starting_after:
-        query = query.where(Order.id < starting_after)
     async with ctx.transaction() as session:
-        rows = list(await session.scalars(query.order_by(Order.id.desc()).limit(limit + 1)))
+        rows = await newest_first(session, query, Order.id, starting_after=starting_after, limit=limit + 1)
         return list_response("/api/v1/orders", rows, limit, render_order)
 
 
@@ -257,10 +256,8 @@ async def list_payments(
     query = select(Payment).where(Payment.merchant_id == ctx.merchant_id)
     if member:
         query = query.where(Payment.member_id == member)
-    if starting_after:
-        query = query.where(Payment.id < starting_after)
     async with ctx.transaction() as session:
-        rows = list(await session.scalars(query.order_by(Payment.id.desc()).limit(limit + 1)))
+        rows = await newest_first(session, query, Payment.id, starting_after=starting_after, limit=limit + 1)
         return list_response("/api/v1/payments", rows, limit, render_payment)
 
 
@@ -305,10 +302,10 @@ async def list_webhook_events(
     query = select(InboxEvent).where(InboxEvent.merchant_id == ctx.merchant_id)
     if status:
         query = query.where(InboxEvent.status == status)
-    if starting_after:
-        query = query.where(InboxEvent.id < starting_after)
     async with ctx.transaction() as session:
-        rows = list(await session.scalars(query.order_by(InboxEvent.id.desc()).limit(limit + 1)))
+        rows = await newest_first(
+            session, query, InboxEvent.id, starting_after=starting_after, limit=limit + 1
+        )
         return list_response("/api/v1/webhook_events", rows, limit, render_event)
 
 

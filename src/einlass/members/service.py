@@ -19,6 +19,7 @@ from einlass.access.models import AccessChange
 from einlass.audit.service import Actor, record, redact_member_entries
 from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentFact
 from einlass.crypto import generate_password, hash_generated_password, hash_password
+from einlass.db.util import newest_first
 from einlass.errors import Conflict, InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.access import GrantWindow, MemberStanding, access_until, may_enter
@@ -82,9 +83,7 @@ async def list_members(
     query = select(Member).where(Member.merchant_id == merchant_id, Member.deleted_at.is_(None))
     if email:
         query = query.where(Member.email_normalized == normalize_email(email))
-    if starting_after:
-        query = query.where(Member.id < starting_after)
-    return list(await session.scalars(query.order_by(Member.id.desc()).limit(limit)))
+    return await newest_first(session, query, Member.id, starting_after=starting_after, limit=limit)
 
 
 async def access_changed(session: AsyncSession, merchant_id: str, member_id: str | None, reason: str) -> None:

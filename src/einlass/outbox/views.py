@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
+from einlass.db.util import newest_first
 from einlass.errors import NotFound
 from einlass.outbox.models import Job
 from einlass.outbox.service import retry_job
@@ -42,10 +43,8 @@ async def list_jobs(
     query = select(Job).where(Job.merchant_id == ctx.merchant_id)
     if status:
         query = query.where(Job.status == status)
-    if starting_after:
-        query = query.where(Job.id < starting_after)
     async with ctx.transaction() as session:
-        rows = list(await session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+        rows = await newest_first(session, query, Job.id, starting_after=starting_after, limit=limit + 1)
         return list_response("/api/v1/jobs", rows, limit, render_job)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
+from einlass.db.util import newest_first
 from einlass.errors import InvalidInput
 from einlass.provisioning import service
 from einlass.provisioning.models import WebhookDelivery
@@ -54,11 +55,11 @@ async def list_deliveries(
         query = select(WebhookDelivery).where(
             WebhookDelivery.merchant_id == ctx.merchant_id, WebhookDelivery.target_id == target.id
         )
-        if starting_after:
-            query = query.where(WebhookDelivery.id < starting_after)
         if status is not None:
             query = query.where(WebhookDelivery.status == status)
-        rows = list(await session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
+        rows = await newest_first(
+            session, query, WebhookDelivery.id, starting_after=starting_after, limit=limit + 1
+        )
         return list_response(
             f"/api/v1/provisioning_targets/{target.id}/deliveries", rows, limit, render_delivery
         )

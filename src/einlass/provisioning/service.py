@@ -16,6 +16,7 @@ from einlass.audit.service import Actor, record
 from einlass.billing.catalogue import get_area
 from einlass.billing.models import Area
 from einlass.crypto import decrypt_json, encrypt_json
+from einlass.db.util import newest_first
 from einlass.errors import Conflict, InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.service import JOB_CREDENTIALS_EMAIL, JOB_PROVISION
@@ -281,9 +282,9 @@ async def list_targets(
     session: AsyncSession, merchant_id: str, *, starting_after: str | None = None, limit: int = 100
 ) -> list[ProvisioningTarget]:
     query = select(ProvisioningTarget).where(ProvisioningTarget.merchant_id == merchant_id)
-    if starting_after:
-        query = query.where(ProvisioningTarget.id < starting_after)
-    return list(await session.scalars(query.order_by(ProvisioningTarget.id.desc()).limit(limit)))
+    return await newest_first(
+        session, query, ProvisioningTarget.id, starting_after=starting_after, limit=limit
+    )
 
 
 async def _require_unique_name(
