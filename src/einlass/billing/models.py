@@ -38,9 +38,25 @@ class Plan(Base):
     kind: Mapped[str] = mapped_column(sa.String(20), default=PLAN_ONE_TIME)
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(sa.String(3))
-    # ISO 8601 duration such as P30D; NULL means lifetime access.
+    # ISO 8601 duration such as P30D; NULL means lifetime access. For a
+    # subscription: the billing interval (P1M), NULL for a dynamic plan.
     access_period: Mapped[str | None] = mapped_column(sa.String(32))
     active: Mapped[bool] = mapped_column(default=True)
+    # Subscriptions only (see billing.subscriptions.rules.Terms and docs/subscriptions.md).
+    trial_period: Mapped[str | None] = mapped_column(sa.String(32))
+    first_amount: Mapped[int | None]  # the first period's price, when it differs
+    grace_period: Mapped[str | None] = mapped_column(sa.String(32))
+    min_term: Mapped[str | None] = mapped_column(sa.String(32))
+    max_cycles: Mapped[int | None]
+    # Dynamic: amount and interval come with each purchase, within these bounds.
+    dynamic: Mapped[bool] = mapped_column(default=False)
+    min_amount: Mapped[int | None]
+    max_amount: Mapped[int | None]
+    min_interval: Mapped[str | None] = mapped_column(sa.String(32))
+    max_interval: Mapped[str | None] = mapped_column(sa.String(32))
+    # What a member may do on the account page.
+    member_can_pause: Mapped[bool] = mapped_column(default=False)
+    member_can_cancel: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -18,7 +18,13 @@ from einlass import clock
 from einlass.audit.service import Actor, record
 from einlass.billing.catalogue import grant_end, plan_area_ids, plan_for_reference
 from einlass.billing.gateways import gateway_registry
-from einlass.billing.gateways.base import OPENING_FACTS, FactKind, GatewayError, PaymentEvent
+from einlass.billing.gateways.base import (
+    OPENING_FACTS,
+    FactKind,
+    GatewayError,
+    PaymentEvent,
+    SubscriptionEvent,
+)
 from einlass.billing.ledger import Fact, PaymentState, fold
 from einlass.billing.models import (
     INBOX_APPLIED,
@@ -26,12 +32,20 @@ from einlass.billing.models import (
     INBOX_IGNORED,
     INBOX_PARKED,
     INBOX_RECEIVED,
+    PLAN_SUBSCRIPTION,
     InboxEvent,
     Order,
     Payment,
     PaymentFact,
     PaymentStatusChange,
     Plan,
+)
+from einlass.billing.subscriptions.models import Subscription
+from einlass.billing.subscriptions.service import (
+    UnknownPlan,
+    apply_subscription_event,
+    refresh,
+    subscription_for_payment,
 )
 from einlass.config import Settings
 from einlass.db.util import insert_ignoring_conflict
@@ -65,14 +79,28 @@ async def apply_inbox_event(session: AsyncSession, settings: Settings, event_id:
     outcomes = []
     # The changes of one event are written once, at the end, not before every query.
     with session.no_autoflush:
-        for payment_event in delivery.events:
-            outcomes.append(
-                await apply_payment_event(session, settings, merchant, event, payment_event, actor)
-            )
+        try:
+            for item in delivery.events:
+                if isinstance(item, SubscriptionEvent):
+                    outcome, created = await apply_subscription_event(
+                        session, merchant, event.gateway, event.id, item, actor
+                    )
+                    if created:
+                        await session.flush()
+                        await _apply_parked(session, settings, merchant, event.gateway, item.subscription_ref)
+                else:
+                    outcome = await apply_payment_event(session, settings, merchant, event, item, actor)
+                outcomes.append(outcome)
+        except UnknownPlan as error:
+            # The merchant adds the missing gateway reference, then reprocesses the event.
+            event.status, event.error = INBOX_FAILED, str(error)
+            return event.status
     if PARKED in outcomes:
         event.status = INBOX_PARKED
         event.parked_on = next(
-            e.payment_ref for e, o in zip(delivery.events, outcomes, strict=True) if o == PARKED
+            e.subscription_ref if isinstance(e, SubscriptionEvent) else e.payment_ref
+            for e, o in zip(delivery.events, outcomes, strict=True)
+            if o == PARKED
         )
     else:
         event.status, event.applied_at, event.parked_on, event.error = INBOX_APPLIED, clock.now(), None, None
@@ -251,9 +279,18 @@ async def _settle_member_and_grants(
         if member is None:
             return
         payment.member_id = member.id
+    subscription = await subscription_for_payment(session, payment)
+    if subscription is not None:
+        # A subscription's payments pay its periods; its grants come from it.
+        if subscription.member_id is None:
+            subscription.member_id = payment.member_id
+        await refresh(session, merchant, subscription, actor, cause="payment")
+        return
     if payment.member_id is None or payment.plan_id is None:
         return
     plan = await session.get_one(Plan, payment.plan_id)
+    if plan.kind == PLAN_SUBSCRIPTION:
+        return
     keeps = merchant.setting("partial_refund") == PARTIAL_REFUND_KEEPS_ACCESS
     opens = state.opens_access(partial_refund_keeps_access=keeps)
     changed = False
@@ -351,11 +388,30 @@ async def _member_for_payment(
     actor: Actor,
 ) -> Member | None:
     """The first confirmed payment of a new customer creates the member (matched by normalised email)."""
-    email = payment.customer_email or ""
+    return await member_for_customer(
+        session,
+        merchant,
+        email=payment.customer_email or "",
+        name=payment.customer_name,
+        locale=payment.customer_locale,
+        actor=actor,
+    )
+
+
+async def member_for_customer(
+    session: AsyncSession,
+    merchant: Merchant,
+    *,
+    email: str,
+    name: str | None,
+    locale: str | None,
+    actor: Actor,
+) -> Member | None:
+    """The member with this email, or a new one; either way the credentials mail is queued."""
     try:
         normalized = normalize_email(email)
     except InvalidInput:
-        log.warning("payment has an unusable customer email; no member created", payment_id=payment.id)
+        log.warning("customer email is unusable; no member created", merchant_id=merchant.id)
         return None
     member = await session.scalar(
         select(Member)
@@ -365,14 +421,7 @@ async def _member_for_payment(
     if member is not None and member.deleted_at is None:
         await send_credentials(session, merchant, member, new_password=False)
         return member
-    member, _ = await create_member(
-        session,
-        merchant,
-        email=email,
-        name=payment.customer_name,
-        actor=actor,
-        locale=payment.customer_locale,
-    )
+    member, _ = await create_member(session, merchant, email=email, name=name, actor=actor, locale=locale)
     await send_credentials(session, merchant, member, new_password=True, only_if_unset=True)
     return member
 
@@ -412,9 +461,20 @@ async def pending_inbox_event_ids(
         )
         .where(InboxEvent.status == INBOX_PARKED)
     )
+    waiting_for_subscription = (
+        select(InboxEvent.id)
+        .join(
+            Subscription,
+            (Subscription.merchant_id == InboxEvent.merchant_id)
+            & (Subscription.gateway == InboxEvent.gateway)
+            & (Subscription.external_id == InboxEvent.parked_on),
+        )
+        .where(InboxEvent.status == INBOX_PARKED)
+    )
     ids = list(await session.scalars(received.limit(limit)))
     ids += list(await session.scalars(unparkable.limit(limit)))
-    return ids
+    ids += list(await session.scalars(waiting_for_subscription.limit(limit)))
+    return list(dict.fromkeys(ids))
 
 
 async def reprocess(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import einlass.access.models
 import einlass.audit.models
 import einlass.billing.models
+import einlass.billing.subscriptions.models
 import einlass.members.models
 import einlass.outbox.models
 import einlass.provisioning.models

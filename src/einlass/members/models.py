@@ -46,7 +46,8 @@ class Grant(Base):
 
     __tablename__ = "grants"
     __table_args__ = (
-        sa.UniqueConstraint("merchant_id", "source_kind", "source_id", "area_id"),
+        # A subscription has one grant per access window (a pause leaves a gap).
+        sa.UniqueConstraint("merchant_id", "source_kind", "source_id", "area_id", "starts_at"),
         sa.Index("ix_grants_member_area", "member_id", "area_id"),
         # The worker looks for grants that started, ended or were cut since its last look.
         sa.Index("ix_grants_ends_at", "ends_at"),

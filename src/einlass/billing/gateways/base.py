@@ -74,6 +74,51 @@ class PaymentEvent:
     product_ref: str | None = None
     customer: Customer | None = None
     occurred_at: datetime | None = None
+    # A subscription's first payment and its renewals name it; their grants come from it.
+    subscription_ref: str | None = None
+
+
+class SubscriptionFactKind(StrEnum):
+    """What a gateway can say about one subscription. ``billing.subscriptions.rules`` folds these."""
+
+    CREATED = "created"  # started: trialing, or waiting for its first payment
+    PERIOD = "period"  # a payment covers a period; counts while that payment opens access
+    RENEWAL_FAILED = "renewal_failed"
+    PAUSED = "paused"  # optional resume_at
+    RESUMED = "resumed"  # optional period_end: the gateway's next billing date
+    UPDATED = "updated"  # amount, currency, interval, period_end (next billing date)
+    CANCELLED = "cancelled"  # at_period_end, or now; cancel_at names a date
+    CANCEL_WITHDRAWN = "cancel_withdrawn"
+    PLAN_CHANGED = "plan_changed"  # product_ref; at_period_end for a downgrade
+    # The gateway's whole object (Stripe): compared with the state before it, in time order.
+    SNAPSHOT = "snapshot"
+
+
+@dataclass(frozen=True)
+class SubscriptionEvent:
+    kind: SubscriptionFactKind
+    # The gateway's id of the subscription (Novalnet: the first payment's tid; Stripe: sub_...).
+    subscription_ref: str
+    # Identity of this fact within its subscription, stable across redeliveries.
+    fact_key: str
+    occurred_at: datetime | None = None
+    # PERIOD: the payment (in the same delivery, or an earlier one) that pays the period.
+    payment_ref: str | None = None
+    period_end: datetime | None = None
+    trial_end: datetime | None = None
+    resume_at: datetime | None = None
+    cancel_at: datetime | None = None
+    at_period_end: bool = True
+    cancel_at_period_end: bool = False  # SNAPSHOT
+    amount: int | None = None
+    currency: str | None = None
+    interval: str | None = None  # ISO 8601 duration, for dynamic subscriptions
+    # SNAPSHOT: the gateway's status word (Stripe: active, past_due, canceled, ...).
+    status: str | None = None
+    paused: bool | None = None
+    order_no: str | None = None
+    product_ref: str | None = None
+    customer: Customer | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +128,8 @@ class ParsedDelivery:
     # The gateway's own name for the event, stored for display.
     event_type: str
     # Empty for event types einlass does not act on: stored, acknowledged, no effect.
-    events: tuple[PaymentEvent, ...] = field(default_factory=tuple)
+    # Payment events come before the subscription events that refer to their payments.
+    events: tuple[PaymentEvent | SubscriptionEvent, ...] = field(default_factory=tuple)
 
 
 class Gateway(ABC):
