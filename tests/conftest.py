@@ -195,3 +195,69 @@ async def make_shop(db: Database, slug: str = "shop") -> Shop:
 @pytest.fixture
 async def shop(db: Database, clock: FrozenClock) -> Shop:
     return await make_shop(db)
+
+
+async def add_subscription_plans(db: Database, shop: Shop) -> None:
+    """Three subscription plans every subscription test shares.
+
+    * ``monthly``: 9.90 EUR every P1M, grace P3D, members may pause and cancel;
+      refs novalnet ``tariff-sub-m``, stripe ``price_monthly``, generic ``sub-monthly``.
+    * ``yearly``: 99.00 EUR every P1Y, opens premium and archive (an upgrade from monthly);
+      refs ``tariff-sub-y``, ``price_yearly``, ``sub-yearly``.
+    * ``flex``: dynamic, 1.00 to 100.00 EUR every P1W to P1Y; refs ``tariff-dyn``, ``price_flex``, ``sub-flex``.
+    """
+    from einlass.billing.subscriptions.plans import SubscriptionTerms
+
+    async with db.transaction() as session:
+        merchant = await tenants.get_merchant_by_slug(session, shop.slug)
+        plans: list[tuple[str, int, list[str], dict[str, list[str]], SubscriptionTerms]] = [
+            (
+                "monthly",
+                990,
+                ["premium"],
+                {"novalnet": ["tariff-sub-m"], "stripe": ["price_monthly"], "generic": ["sub-monthly"]},
+                SubscriptionTerms(interval="P1M", grace_period="P3D", member_can_pause=True),
+            ),
+            (
+                "yearly",
+                9900,
+                ["premium", "archive"],
+                {"novalnet": ["tariff-sub-y"], "stripe": ["price_yearly"], "generic": ["sub-yearly"]},
+                SubscriptionTerms(interval="P1Y", grace_period="P3D"),
+            ),
+            (
+                "flex",
+                500,
+                ["premium"],
+                {"novalnet": ["tariff-dyn"], "stripe": ["price_flex"], "generic": ["sub-flex"]},
+                SubscriptionTerms(
+                    dynamic=True,
+                    interval="P1M",
+                    min_amount=100,
+                    max_amount=10000,
+                    min_interval="P1W",
+                    max_interval="P1Y",
+                ),
+            ),
+        ]
+        for slug, amount, areas, refs, terms in plans:
+            await catalogue.create_plan(
+                session,
+                merchant,
+                slug=slug,
+                name=slug.title(),
+                amount=amount,
+                currency="EUR",
+                access_period=None,
+                areas=areas,
+                gateway_refs=refs,
+                actor=CLI,
+                subscription=terms,
+            )
+
+
+@pytest.fixture
+async def sub_shop(shop: Shop, db: Database) -> Shop:
+    """The ``shop`` with the subscription plans of ``add_subscription_plans``."""
+    await add_subscription_plans(db, shop)
+    return shop

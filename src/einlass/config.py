@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     access_poll_interval_s: float = 0.25
     # A full reconcile of every merchant's push targets runs this often.
     provisioning_reconcile_minutes: float = 15.0
+    # How often the worker moves subscriptions along their schedules.
+    subscription_transition_interval_s: float = 1.0
+    # Where subscription actions go; tests point these at local stand-in servers.
+    novalnet_api_url: str = "https://payport.novalnet.de/v2"
+    stripe_api_url: str = "https://api.stripe.com"
+    # Timeout for one call to a gateway's API or a merchant's endpoint.
+    gateway_api_timeout_s: float = 10.0
     log_json: bool = False
     log_level: str = "INFO"
     redis_url: str = Field(default="")

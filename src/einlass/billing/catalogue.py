@@ -13,7 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from einlass import clock
 from einlass.audit.service import Actor, record
 from einlass.billing.gateways import GATEWAY_NAMES
-from einlass.billing.models import PLAN_ONE_TIME, Area, GatewayReference, Order, Plan, PlanArea
+from einlass.billing.models import (
+    PLAN_ONE_TIME,
+    PLAN_SUBSCRIPTION,
+    Area,
+    GatewayReference,
+    Order,
+    Plan,
+    PlanArea,
+)
+from einlass.billing.subscriptions.plans import SubscriptionTerms, apply_terms, check_dynamic_purchase
 from einlass.errors import Conflict, InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.service import normalize_email
@@ -104,9 +113,12 @@ async def create_plan(
     areas: list[str],
     gateway_refs: dict[str, list[str]] | None,
     actor: Actor,
+    subscription: SubscriptionTerms | None = None,
 ) -> Plan:
+    """A one-time plan, or with ``subscription`` terms a subscription plan (its interval replaces access_period)."""
     check_slug(slug)
-    parse_period(access_period)
+    if subscription is None:
+        parse_period(access_period)
     if amount < 0:
         raise InvalidInput("amount must be zero or more (minor units)", param="amount")
     if not areas:
@@ -119,7 +131,7 @@ async def create_plan(
         merchant_id=merchant.id,
         slug=slug,
         name=name,
-        kind=PLAN_ONE_TIME,
+        kind=PLAN_ONE_TIME if subscription is None else PLAN_SUBSCRIPTION,
         amount=amount,
         currency=check_currency(currency),
         access_period=None if access_period in (None, "lifetime") else access_period,
@@ -127,6 +139,8 @@ async def create_plan(
         created_at=now,
         updated_at=now,
     )
+    if subscription is not None:
+        apply_terms(plan, subscription)
     session.add(plan)
     await session.flush()
     for area_ref in dict.fromkeys(areas):
@@ -148,6 +162,7 @@ async def create_plan(
             "currency": plan.currency,
             "access_period": plan.access_period,
             "areas": areas,
+            "kind": plan.kind,
         },
     )
     return plan
@@ -254,10 +269,18 @@ async def create_order(
     order_no: str | None,
     metadata: dict[str, Any] | None,
     actor: Actor,
+    amount: int | None = None,
+    interval: str | None = None,
 ) -> Order:
+    """``amount`` and ``interval`` are for dynamic subscription plans, within the plan's bounds."""
     plan = await get_plan(session, merchant.id, plan_ref)
     if not plan.active:
         raise InvalidInput(f"plan {plan.slug!r} is not on sale", param="plan")
+    if (amount is not None or interval is not None) and not plan.dynamic:
+        raise InvalidInput(f"plan {plan.slug!r} has a fixed price and interval", param="amount")
+    check_dynamic_purchase(plan, amount, interval)
+    if interval is not None:
+        metadata = {**(metadata or {}), "interval": interval}
     if email is not None:
         normalize_email(email)
     order_no = order_no or new_order_no()
@@ -275,7 +298,9 @@ async def create_order(
         plan_id=plan.id,
         customer_email=email,
         customer_name=name,
-        amount=plan.amount,
+        amount=plan.first_amount
+        if amount is None and plan.first_amount is not None
+        else (amount if amount is not None else plan.amount),
         currency=plan.currency,
         status="pending",
         metadata_=metadata or {},

@@ -42,7 +42,6 @@ from einlass.billing.models import (
 )
 from einlass.billing.subscriptions.models import Subscription
 from einlass.billing.subscriptions.service import (
-    UnknownPlan,
     apply_subscription_event,
     refresh,
     subscription_for_payment,
@@ -91,8 +90,9 @@ async def apply_inbox_event(session: AsyncSession, settings: Settings, event_id:
                 else:
                     outcome = await apply_payment_event(session, settings, merchant, event, item, actor)
                 outcomes.append(outcome)
-        except UnknownPlan as error:
-            # The merchant adds the missing gateway reference, then reprocesses the event.
+        except InvalidInput as error:
+            # An unknown plan (the merchant adds the gateway reference) or a dynamic
+            # purchase out of the plan's bounds: kept, shown, reprocessable.
             event.status, event.error = INBOX_FAILED, str(error)
             return event.status
     if PARKED in outcomes:

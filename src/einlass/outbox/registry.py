@@ -8,6 +8,8 @@ import structlog
 
 from einlass.billing.inbox import apply_with_retries
 from einlass.billing.service import pending_inbox_event_ids
+from einlass.billing.subscriptions.actions import JOB_SUBSCRIPTION_ACTION, perform_action
+from einlass.billing.subscriptions.transitions import run_due_transitions
 from einlass.config import Settings
 from einlass.db.engine import Database
 from einlass.members.service import JOB_CREDENTIALS_EMAIL, JOB_PROVISION
@@ -20,6 +22,7 @@ log = structlog.get_logger(__name__)
 HANDLERS: dict[str, Handler] = {
     JOB_CREDENTIALS_EMAIL: send_credentials_email,
     JOB_PROVISION: sync_targets,
+    JOB_SUBSCRIPTION_ACTION: perform_action,
 }
 
 
@@ -37,10 +40,18 @@ async def recover_inbox(context: JobContext) -> int:
     return len(ids)
 
 
+async def transitions(context: JobContext) -> int:
+    return await run_due_transitions(context.db)
+
+
 def build_worker(db: Database, settings: Settings) -> Worker:
     return Worker(
         db,
         settings,
         dict(HANDLERS),
-        [Periodic("inbox-recovery", 2.0, recover_inbox), *provisioning_periodic(settings)],
+        [
+            Periodic("inbox-recovery", 2.0, recover_inbox),
+            Periodic("subscription-transitions", settings.subscription_transition_interval_s, transitions),
+            *provisioning_periodic(settings),
+        ],
     )

@@ -8,7 +8,7 @@ together (invariants 1 to 3).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from einlass.billing.subscriptions.models import (
     SubscriptionFact,
     SubscriptionStatusChange,
 )
+from einlass.billing.subscriptions.plans import check_dynamic_purchase
 from einlass.billing.subscriptions.rules import SubFact, SubscriptionState, Terms, fold
 from einlass.db.util import insert_ignoring_conflict
 from einlass.errors import InvalidInput
@@ -152,9 +153,21 @@ async def apply_subscription_event(
     subscription = await locked_subscription(session, merchant.id, gateway, event.subscription_ref)
     created = subscription is None
     if subscription is None:
-        if event.kind not in OPENING_KINDS:
+        plan = (
+            await _plan_for_event(session, merchant.id, gateway, event)
+            if event.kind in OPENING_KINDS
+            else None
+        )
+        if plan is None:
+            if event.kind in (Kind.CREATED, Kind.SNAPSHOT):
+                raise UnknownPlan(
+                    f"subscription {event.subscription_ref!r}: no subscription plan for "
+                    f"{gateway} product {event.product_ref!r} or order {event.order_no!r}; "
+                    "add a gateway reference to the plan and reprocess the event"
+                )
+            # A renewal, pause or cancellation before the subscription itself waits for it.
             return PARKED, False
-        subscription = await _open_subscription(session, merchant, gateway, event)
+        subscription = await _open_subscription(session, merchant, gateway, event, plan)
     plan_id = None
     if event.product_ref and event.kind in (Kind.PLAN_CHANGED, Kind.SNAPSHOT, Kind.CREATED):
         plan = await plan_for_reference(session, merchant.id, gateway, event.product_ref)
@@ -182,15 +195,9 @@ async def apply_subscription_event(
 
 
 async def _open_subscription(
-    session: AsyncSession, merchant: Merchant, gateway: str, event: SubscriptionEvent
+    session: AsyncSession, merchant: Merchant, gateway: str, event: SubscriptionEvent, plan: Plan
 ) -> Subscription:
-    plan = await _plan_for_event(session, merchant.id, gateway, event)
-    if plan is None:
-        raise UnknownPlan(
-            f"subscription {event.subscription_ref!r}: no subscription plan for "
-            f"{gateway} product {event.product_ref!r} or order {event.order_no!r}; "
-            "add a gateway reference to the plan and reprocess the event"
-        )
+    check_dynamic_purchase(plan, event.amount, event.interval)
     now = clock.now()
     await insert_ignoring_conflict(
         session,
@@ -354,16 +361,27 @@ def schedule_json(state: SubscriptionState) -> list[list[Any]]:
     return [[at.isoformat(), state.status_at(at).value, state.has_access(at)] for at in sorted(instants)]
 
 
-def position(schedule: list[list[Any]], now: datetime) -> tuple[str, bool, datetime | None]:
-    """Status and access at ``now`` and the next instant either changes, from a stored schedule."""
-    status, access, upcoming = "pending", False, None
+@dataclass(frozen=True)
+class Position:
+    status: str
+    # End of the access window around ``now``; None when there is no access now.
+    access_until: datetime | None
+    upcoming: datetime | None  # the next instant status or access changes
+    last_change_at: datetime | None
+
+
+def position(schedule: list[list[Any]], now: datetime) -> Position:
+    """Where a stored schedule stands at ``now``."""
+    status, access, last_change = "pending", False, None
+    ahead: list[tuple[datetime, bool]] = []
     for iso, value, has_access in schedule:
         at = datetime.fromisoformat(iso)
-        if at > now:
-            upcoming = at
-            break
-        status, access = value, has_access
-    return status, access, upcoming
+        if at <= now:
+            status, access, last_change = value, has_access, at
+        else:
+            ahead.append((at, has_access))
+    access_until = next((at for at, has_access in ahead if not has_access), None) if access else None
+    return Position(status, access_until, ahead[0][0] if ahead else None, last_change)
 
 
 async def refresh(
@@ -385,9 +403,10 @@ async def refresh(
         )
         subscription.member_id = member.id if member is not None else None
     schedule = schedule_json(state)
-    status, _, upcoming = position(schedule, now)
+    where = position(schedule, now)
+    status = where.status
     if status != subscription.status:
-        record_status_change(session, subscription, status, _last_change_at(schedule, now), cause)
+        record_status_change(session, subscription, status, where.last_change_at or now, cause)
         record(
             session,
             merchant_id=merchant.id,
@@ -412,20 +431,13 @@ async def refresh(
     subscription.cancel_at = state.cancel_at
     subscription.ended_at = state.ended_at
     subscription.pending_plan_id = state.pending_plan_id
-    subscription.access_until = next(
-        (window.ends_at for window in state.windows if window.starts_at <= now < window.ends_at), None
-    )
+    subscription.access_until = where.access_until
     subscription.schedule = schedule
-    subscription.next_change_at = upcoming
+    subscription.next_change_at = where.upcoming
     subscription.updated_at = now
     if subscription.member_id is not None:
         await sync_grants(session, merchant, subscription, state, actor)
     return state
-
-
-def _last_change_at(schedule: list[list[Any]], now: datetime) -> datetime:
-    past = [datetime.fromisoformat(iso) for iso, *_ in schedule if datetime.fromisoformat(iso) <= now]
-    return max(past, default=now)
 
 
 def record_status_change(

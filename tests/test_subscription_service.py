@@ -1,0 +1,130 @@
+"""The subscription service end to end below the gateways: facts in, grants and status out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from conftest import Shop
+from sqlalchemy import select
+
+from einlass.audit.service import Actor
+from einlass.billing.gateways.base import Customer, FactKind, PaymentEvent, SubscriptionEvent
+from einlass.billing.gateways.base import SubscriptionFactKind as Kind
+from einlass.billing.models import InboxEvent
+from einlass.billing.service import apply_payment_event
+from einlass.billing.subscriptions.models import Subscription
+from einlass.billing.subscriptions.service import apply_subscription_event
+from einlass.billing.subscriptions.transitions import run_due_transitions
+from einlass.clock import FrozenClock
+from einlass.config import Settings
+from einlass.db.engine import Database
+from einlass.ids import new_id
+from einlass.members.access import GrantWindow, MemberStanding, may_enter
+from einlass.members.models import Grant, Member
+from einlass.tenants.models import Merchant
+
+ACTOR = Actor("test")
+ANNA = Customer(email="anna@example.com", name="Anna", locale="de")
+
+
+async def deliver(
+    db: Database, settings: Settings, shop: Shop, *events: PaymentEvent | SubscriptionEvent
+) -> None:
+    async with db.transaction() as session:
+        merchant = await session.scalar(select(Merchant).where(Merchant.slug == shop.slug))
+        assert merchant is not None
+        inbox = InboxEvent(
+            id=new_id("evt"),
+            merchant_id=merchant.id,
+            gateway="generic",
+            event_key=new_id("key"),
+            event_type="test",
+            headers={},
+            body=b"{}",
+            status="received",
+            attempts=0,
+            received_at=datetime.now(UTC),
+        )
+        session.add(inbox)
+        await session.flush()
+        for event in events:
+            if isinstance(event, SubscriptionEvent):
+                await apply_subscription_event(session, merchant, "generic", inbox.id, event, ACTOR)
+            else:
+                await apply_payment_event(session, settings, merchant, inbox, event, ACTOR)
+            await session.flush()
+
+
+async def enters(db: Database, email: str, at: datetime, area: str = "premium") -> bool:
+    async with db.transaction() as session:
+        member = await session.scalar(select(Member).where(Member.email == email))
+        if member is None:
+            return False
+        grants = (await session.scalars(select(Grant).where(Grant.member_id == member.id))).all()
+        from einlass.billing.models import Area
+
+        area_id = await session.scalar(
+            select(Area.id).where(Area.slug == area, Area.merchant_id == member.merchant_id)
+        )
+        assert area_id is not None
+        windows = [GrantWindow(g.area_id, g.starts_at, g.ends_at, g.revoked_at) for g in grants]
+        return may_enter(
+            MemberStanding(member.locked_at is not None, member.deleted_at is not None), windows, area_id, at
+        )
+
+
+def renewal(ref: str, pay: str, at: datetime) -> tuple[PaymentEvent, SubscriptionEvent]:
+    return (
+        PaymentEvent(
+            FactKind.CONFIRMED, pay, "confirmed", amount=990, currency="EUR", customer=ANNA, occurred_at=at
+        ),
+        SubscriptionEvent(Kind.PERIOD, ref, f"period:{pay}", occurred_at=at, payment_ref=pay),
+    )
+
+
+async def test_monthly_subscription_renews_pauses_and_expires(
+    db: Database, settings: Settings, sub_shop: Shop, clock: FrozenClock
+) -> None:
+    start = clock.now()
+    created = SubscriptionEvent(
+        Kind.CREATED, "s1", "created", occurred_at=start, product_ref="sub-monthly", customer=ANNA
+    )
+    await deliver(db, settings, sub_shop, created, *renewal("s1", "p1", start))
+    assert await enters(db, "anna@example.com", start + timedelta(days=30))
+    # One month plus three days of grace, then the door closes by itself.
+    assert await enters(db, "anna@example.com", start + timedelta(days=33))
+    assert not await enters(db, "anna@example.com", start + timedelta(days=35))
+
+    clock.advance(timedelta(days=31))
+    assert await run_due_transitions(db) == 1
+    async with db.transaction() as session:
+        subscription = await session.scalar(select(Subscription))
+        assert subscription is not None and subscription.status == "past_due"
+
+    await deliver(db, settings, sub_shop, *renewal("s1", "p2", clock.now()))
+    assert await enters(db, "anna@example.com", start + timedelta(days=60))
+
+    pause_at = clock.now() + timedelta(days=1)
+    await deliver(
+        db,
+        settings,
+        sub_shop,
+        SubscriptionEvent(
+            Kind.PAUSED, "s1", "pause-1", occurred_at=pause_at, resume_at=pause_at + timedelta(days=10)
+        ),
+    )
+    assert not await enters(db, "anna@example.com", pause_at + timedelta(days=5))
+    assert await enters(db, "anna@example.com", pause_at + timedelta(days=11))
+    clock.advance(timedelta(days=200))
+    await run_due_transitions(db)
+    async with db.transaction() as session:
+        subscription = await session.scalar(select(Subscription))
+        assert subscription is not None and subscription.status == "expired"
+
+
+async def test_renewal_before_its_subscription_is_parked_then_applied(
+    db: Database, settings: Settings, sub_shop: Shop, clock: FrozenClock
+) -> None:
+    start = clock.now()
+    await deliver(db, settings, sub_shop, *renewal("s2", "p2", start + timedelta(days=31)))
+    assert not await enters(db, "anna@example.com", start + timedelta(days=40))
