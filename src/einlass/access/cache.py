@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from einlass import clock
 from einlass.access.models import AccessChange, MemberSession
 from einlass.billing.models import Area, Payment, Plan
+from einlass.billing.subscriptions.models import Subscription
 from einlass.crypto import verify_password
 from einlass.db.engine import Database
 from einlass.members.access import GrantWindow
-from einlass.members.models import GRANT_SOURCE_PAYMENT, Grant, Member
+from einlass.members.models import GRANT_SOURCE_PAYMENT, GRANT_SOURCE_SUBSCRIPTION, Grant, Member
 from einlass.tenants.models import Merchant
 
 log = structlog.get_logger(__name__)
@@ -282,7 +283,11 @@ class AccessCache:
                     Payment,
                     (Grant.source_kind == GRANT_SOURCE_PAYMENT) & (Payment.id == Grant.source_id),
                 )
-                .outerjoin(Plan, Plan.id == Payment.plan_id)
+                .outerjoin(
+                    Subscription,
+                    (Grant.source_kind == GRANT_SOURCE_SUBSCRIPTION) & (Subscription.id == Grant.source_id),
+                )
+                .outerjoin(Plan, Plan.id == func.coalesce(Payment.plan_id, Subscription.plan_id))
                 .where(Grant.merchant_id == row.merchant_id, Grant.member_id == member_id)
             )
             windows = tuple(
