@@ -216,6 +216,31 @@ async def request_action(
     return action
 
 
+# Gateways that pause without a resume date: einlass tells them when the date comes.
+RESUME_SENT_BY_EINLASS = frozenset({"novalnet"})
+
+
+async def queue_scheduled_resume(session: AsyncSession, merchant_id: str, subscription_id: str) -> None:
+    """A pause with a resume date ended (the fold already resumed it here): tell the gateway."""
+    now = clock.now()
+    action_id = new_id("sac")
+    session.add(
+        SubscriptionAction(
+            id=action_id,
+            merchant_id=merchant_id,
+            subscription_id=subscription_id,
+            kind=ACTION_RESUME,
+            params={"scheduled": True},
+            requested_by="system:schedule",
+            status=ACTION_PENDING,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await enqueue(session, JOB_SUBSCRIPTION_ACTION, {"action_id": action_id}, merchant_id=merchant_id)
+
+
 async def _reference(session: AsyncSession, plan: Plan, gateway: str) -> str | None:
     return await session.scalar(
         select(GatewayReference.external_id)

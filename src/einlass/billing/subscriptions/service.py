@@ -418,6 +418,17 @@ async def refresh(
             before={"status": subscription.status},
             after={"status": status},
         )
+    if (
+        subscription.resume_at is not None
+        and subscription.resume_at <= now
+        and subscription.status == "paused"
+        and status not in ("paused", "cancelled", "expired")
+    ):
+        # The pause ran out by its date before the worker saw it: the gateway still needs telling.
+        from einlass.billing.subscriptions.actions import RESUME_SENT_BY_EINLASS, queue_scheduled_resume
+
+        if subscription.gateway in RESUME_SENT_BY_EINLASS:
+            await queue_scheduled_resume(session, merchant.id, subscription.id)
     subscription.status = status
     subscription.plan_id = state.plan_id
     subscription.amount = state.amount if state.amount is not None else subscription.amount

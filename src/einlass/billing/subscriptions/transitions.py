@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
 from einlass.access.models import AccessChange
+from einlass.billing.subscriptions.actions import RESUME_SENT_BY_EINLASS, queue_scheduled_resume
 from einlass.billing.subscriptions.models import Subscription, SubscriptionStatusChange
 from einlass.billing.subscriptions.service import position
 from einlass.db.engine import Database
@@ -56,6 +57,7 @@ async def transition_batch(
             Subscription.id,
             Subscription.merchant_id,
             Subscription.member_id,
+            Subscription.gateway,
             Subscription.status,
             Subscription.access_until,
             Subscription.schedule,
@@ -72,6 +74,7 @@ async def transition_batch(
     updates: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     access: list[dict[str, Any]] = []
+    resumed: list[tuple[str, str]] = []
     for row in rows:
         where = position(row.schedule or [], now)
         updates.append(
@@ -96,6 +99,8 @@ async def transition_batch(
                     "cause": "time",
                 }
             )
+            if row.status == "paused" and row.gateway in RESUME_SENT_BY_EINLASS:
+                resumed.append((row.merchant_id, row.id))
         if where.access_until != row.access_until and row.member_id is not None:
             access.append(
                 {
@@ -119,5 +124,7 @@ async def transition_batch(
                 merchant_id=merchant_id,
                 dedup_key=f"{JOB_PROVISION}:{merchant_id}",
             )
+    for merchant_id, subscription_id in resumed:
+        await queue_scheduled_resume(session, merchant_id, subscription_id)
     log.debug("subscription transitions", moved=len(rows), status_changes=len(changes))
     return len(rows)
