@@ -18,6 +18,7 @@ from einlass import clock
 from einlass.access.models import AccessChange
 from einlass.audit.service import Actor, record, redact_member_entries
 from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentFact
+from einlass.billing.subscriptions.models import Subscription, SubscriptionFact
 from einlass.crypto import generate_password, hash_generated_password, hash_password
 from einlass.db.util import newest_first
 from einlass.errors import Conflict, InvalidInput, NotFound
@@ -376,13 +377,26 @@ async def erase_member(session: AsyncSession, secret_key: str, member: Member, a
         )
         .values(customer_email=None, customer_name=None)
     )
-    # The raw gateway requests of the member's payments carry the same personal data.
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.merchant_id == member.merchant_id, Subscription.member_id == member.id)
+        .values(customer_email=alias, customer_name=None, customer_locale=None)
+    )
+    member_subscriptions = select(Subscription.id).where(
+        Subscription.merchant_id == member.merchant_id, Subscription.member_id == member.id
+    )
+    # The raw gateway requests of the member's payments and subscriptions carry the same personal data.
     fact_events = select(PaymentFact.inbox_event_id).where(PaymentFact.payment_id.in_(member_payments))
+    subscription_events = select(SubscriptionFact.inbox_event_id).where(
+        SubscriptionFact.subscription_id.in_(member_subscriptions)
+    )
     await session.execute(
         update(InboxEvent)
         .where(
             InboxEvent.merchant_id == member.merchant_id,
-            InboxEvent.payment_id.in_(member_payments) | InboxEvent.id.in_(fact_events),
+            InboxEvent.payment_id.in_(member_payments)
+            | InboxEvent.id.in_(fact_events)
+            | InboxEvent.id.in_(subscription_events),
         )
         .values(body=b'{"erased": true}', headers={})
     )

@@ -32,7 +32,7 @@ from einlass.billing.subscriptions.rules import SubFact, SubscriptionState, Term
 from einlass.db.util import insert_ignoring_conflict
 from einlass.errors import InvalidInput
 from einlass.ids import new_id
-from einlass.members.models import GRANT_SOURCE_SUBSCRIPTION, Grant
+from einlass.members.models import GRANT_SOURCE_SUBSCRIPTION, Grant, Member
 from einlass.members.service import access_changed
 from einlass.tenants.models import PARTIAL_REFUND_KEEPS_ACCESS, Merchant
 
@@ -447,7 +447,12 @@ async def refresh(
     subscription.next_change_at = where.upcoming
     subscription.updated_at = now
     if subscription.member_id is not None:
-        await sync_grants(session, merchant, subscription, state, actor)
+        member_deleted = await session.scalar(
+            select(Member.deleted_at.is_not(None)).where(Member.id == subscription.member_id)
+        )
+        if not member_deleted:
+            # An erased member's grants stay revoked whatever the gateway says later.
+            await sync_grants(session, merchant, subscription, state, actor)
     return state
 
 
