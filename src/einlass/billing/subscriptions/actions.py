@@ -173,7 +173,9 @@ async def request_action(
             target.amount,
         )
         fact_kind = Kind.PLAN_CHANGED
-        data = fact_data(plan_id=target.id, at_period_end=not upgrade)
+        data = fact_data(
+            plan_id=target.id, at_period_end=not upgrade, amount=target.amount, currency=target.currency
+        )
         params.update(plan_id=target.id, plan=target.slug, upgrade=upgrade)
     else:
         raise InvalidInput(f"unknown action {kind!r}", param="action")

@@ -163,7 +163,8 @@ class _Play:
     cancel_requested: bool = False
     cancel_on: datetime | None = None  # a fixed date; else the period end
     ended_at: datetime | None = None
-    pending_plan: tuple[str, datetime] | None = None
+    # A downgrade waiting for the period end: plan, when, the new amount.
+    pending_plan: tuple[str, datetime, int | None] | None = None
     open_since: datetime | None = None
     windows: list[Window] = field(default_factory=list)
     schedule: list[tuple[datetime, Status]] = field(default_factory=list)
@@ -368,10 +369,11 @@ class _Play:
             case Kind.PLAN_CHANGED:
                 if fact.plan_id and self.ended_at is None:
                     if fact.at_period_end and self.paid_through is not None and self.paid_through > fact.at:
-                        self.pending_plan = (fact.plan_id, self.paid_through)
+                        self.pending_plan = (fact.plan_id, self.paid_through, fact.amount)
                     else:
                         self.pending_plan = None
                         self.switch_plan(fact.at, fact.plan_id)
+                        self.amount = fact.amount if fact.amount is not None else self.amount
             case Kind.SNAPSHOT:
                 self.snapshot(fact)
 
@@ -411,9 +413,10 @@ class _Play:
                 self.resume(at, None)
             return
         if self.pending_plan is not None and self.pending_plan[1] <= at:
-            plan_id, _ = self.pending_plan
+            plan_id, _, amount = self.pending_plan
             self.pending_plan = None
             self.switch_plan(at, plan_id)
+            self.amount = amount if amount is not None else self.amount
         if cancel is not None and cancel <= at:
             self.end(at, Status.CANCELLED)
             return
