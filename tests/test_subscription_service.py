@@ -128,3 +128,34 @@ async def test_renewal_before_its_subscription_is_parked_then_applied(
     start = clock.now()
     await deliver(db, settings, sub_shop, *renewal("s2", "p2", start + timedelta(days=31)))
     assert not await enters(db, "anna@example.com", start + timedelta(days=40))
+
+
+async def test_a_worker_that_was_down_lands_on_the_current_state_once(
+    db: Database, settings: Settings, sub_shop: Shop, clock: FrozenClock
+) -> None:
+    from einlass.billing.subscriptions.models import SubscriptionStatusChange
+
+    start = clock.now()
+    created = SubscriptionEvent(
+        Kind.CREATED, "s3", "created", occurred_at=start, product_ref="sub-monthly", customer=ANNA
+    )
+    await deliver(db, settings, sub_shop, created, *renewal("s3", "p1", start))
+    clock.advance(timedelta(days=120))
+    assert await run_due_transitions(db) == 1
+    assert await run_due_transitions(db) == 0  # idempotent: nothing is due any more
+    async with db.transaction() as session:
+        subscription = await session.scalar(select(Subscription).where(Subscription.external_id == "s3"))
+        assert subscription is not None
+        assert subscription.status == "expired" and subscription.next_change_at is None
+        changes = (
+            await session.scalars(
+                select(SubscriptionStatusChange).where(
+                    SubscriptionStatusChange.subscription_id == subscription.id
+                )
+            )
+        ).all()
+    # Recorded at the instant the rules say it happened (paid period + 3 days grace), not when the worker woke.
+    expired = [change for change in changes if change.to_status == "expired"]
+    assert len(expired) == 1
+    assert expired[0].at == subscription.paid_through + timedelta(days=3)
+    assert expired[0].cause == "time"
