@@ -20,12 +20,13 @@ with the headers ``webhook-id`` (the delivery's identity, stable across retries)
 
 Top level:
 
-* ``type`` (string, required): one of EVENT_TYPES; any other type (for example
-  ``subscription.*``, for now) is stored and acknowledged with no effect.
+* ``type`` (string, required): one of EVENT_TYPES (payments, below) or of
+  generic_subscriptions.SUBSCRIPTION_EVENT_TYPES; any other type is stored and
+  acknowledged with no effect.
 * ``timestamp`` (ISO 8601 with a time zone, optional): when the event happened.
-* ``data`` (object, required for the payment types).
+* ``data`` (object, required for the known types).
 
-``data``:
+``data`` of the payment types:
 
 * ``payment_id`` (string, always required): the sender's id of the original payment;
   every event about one payment carries the same id.
@@ -39,7 +40,10 @@ Top level:
 * ``order_no``, ``product_id`` (strings), ``customer`` (object with optional
   ``email``, ``name``, ``locale``): optional on every type.
 
-Unknown fields are ignored, so a sender can add its own.
+The subscription types are described in generic_subscriptions. Unknown fields
+are ignored, so a sender can add its own. The schema every sender relies on is
+docs/gateways/generic.md. Merchant actions (pause, cancel, ...) go the other way,
+as signed webhooks to the merchant's ``action_url``: see generic_api.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ EVENT_TYPES: Mapping[str, EventSpec] = {
 
 class GenericGateway(Gateway):
     name: ClassVar[str] = "generic"
-    secret_fields: ClassVar[tuple[str, ...]] = ("signing_secret",)
+    # action_url (optional): where merchant actions are sent, signed with signing_secret.
+    secret_fields: ClassVar[tuple[str, ...]] = ("signing_secret", "action_url")
 
     tolerance_s: ClassVar[int] = standard_webhooks.DEFAULT_TOLERANCE_S
 
@@ -121,7 +126,7 @@ class GenericGateway(Gateway):
         event_key = standard_webhooks.get_header(headers, standard_webhooks.HEADER_ID)
         if not event_key:
             raise MalformedPayload(f"missing {standard_webhooks.HEADER_ID} header")
-        _check_text(f"the {standard_webhooks.HEADER_ID} header", event_key, MAX_EVENT_KEY)
+        check_text(f"the {standard_webhooks.HEADER_ID} header", event_key, MAX_EVENT_KEY)
 
         document = load_json_object(body)
         event_type = document.get("type")
@@ -129,70 +134,73 @@ class GenericGateway(Gateway):
             raise MalformedPayload('type is required, e.g. "payment.confirmed"')
         if not isinstance(event_type, str) or not event_type.strip():
             raise MalformedPayload('type must be a non-empty string, e.g. "payment.confirmed"')
-        _check_text("type", event_type, MAX_EVENT_TYPE)
+        check_text("type", event_type, MAX_EVENT_TYPE)
 
         spec = EVENT_TYPES.get(event_type)
-        if spec is None:
-            return ParsedDelivery(event_key=event_key, event_type=event_type)
-        event = _payment_event(event_type, spec, document)
-        return ParsedDelivery(event_key=event_key, event_type=event_type, events=(event,))
+        if spec is not None:
+            event = _payment_event(event_type, spec, document)
+            return ParsedDelivery(event_key=event_key, event_type=event_type, events=(event,))
+        # Imported here: the subscription parser builds on the field readers below.
+        from einlass.billing.gateways.generic_subscriptions import subscription_events
+
+        events = subscription_events(event_type, document, event_key)
+        return ParsedDelivery(event_key=event_key, event_type=event_type, events=events)
 
 
 def _payment_event(event_type: str, spec: EventSpec, document: dict[str, Any]) -> PaymentEvent:
-    occurred_at = _timestamp(document.get("timestamp"))
+    occurred_at = read_time(document.get("timestamp"))
     data = document.get("data")
     if data is None:
         raise MalformedPayload(f"data is required for {event_type}")
     if not isinstance(data, dict):
         raise MalformedPayload("data must be a JSON object")
 
-    payment_ref = _required_id(data, "payment_id", event_type)
-    fact_id = _required_id(data, spec.id_field, event_type) if spec.id_field else None
-    amount, currency = _money(data, event_type, required=spec.amount_required)
+    payment_ref = required_id(data, "payment_id", event_type)
+    fact_id = required_id(data, spec.id_field, event_type) if spec.id_field else None
+    amount, currency = read_money(data, event_type, required=spec.amount_required)
     return PaymentEvent(
         fact=spec.fact,
         payment_ref=payment_ref,
         fact_key=spec.fact_key(fact_id),
         amount=amount,
         currency=currency,
-        order_no=_optional_text(data, "order_no", MAX_ORDER_NO),
-        product_ref=_optional_text(data, "product_id", MAX_ID),
-        customer=_customer(data.get("customer")),
+        order_no=optional_text(data, "order_no", MAX_ORDER_NO),
+        product_ref=optional_text(data, "product_id", MAX_ID),
+        customer=read_customer(data.get("customer")),
         occurred_at=occurred_at,
     )
 
 
-def _timestamp(value: object) -> datetime | None:
+def read_time(value: object, label: str = "timestamp") -> datetime | None:
+    """An ISO 8601 (RFC 3339) date-time with a time zone, in UTC; ``label`` names the field."""
     if value is None:
         return None
     example = "e.g. 2026-03-01T12:00:00Z"
     if not isinstance(value, str):
-        raise MalformedPayload(f"timestamp must be an ISO 8601 string with a time zone, {example}")
+        raise MalformedPayload(f"{label} must be an ISO 8601 string with a time zone, {example}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise MalformedPayload(
-            f"timestamp {_shorten(value)} is not an ISO 8601 date-time, {example}"
-        ) from None
+        raise MalformedPayload(f"{label} {shorten(value)} is not an ISO 8601 date-time, {example}") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise MalformedPayload(f"timestamp must include a time zone (Z or +01:00), {example}")
+        raise MalformedPayload(f"{label} must include a time zone (Z or +01:00), {example}")
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise MalformedPayload(f"timestamp {_shorten(value)} is out of range") from None
+        raise MalformedPayload(f"{label} {shorten(value)} is out of range") from None
 
 
-def _required_id(data: dict[str, Any], field: str, event_type: str) -> str:
+def required_id(data: dict[str, Any], field: str, event_type: str) -> str:
     value = data.get(field)
     if value is None:
         raise MalformedPayload(f"data.{field} is required for {event_type}")
     if not isinstance(value, str) or not value.strip():
         raise MalformedPayload(f"data.{field} must be a non-empty string")
-    _check_text(f"data.{field}", value, MAX_ID)
+    check_text(f"data.{field}", value, MAX_ID)
     return value
 
 
-def _money(data: dict[str, Any], event_type: str, *, required: bool) -> tuple[int | None, str | None]:
+def read_money(data: dict[str, Any], event_type: str, *, required: bool) -> tuple[int | None, str | None]:
     amount = data.get("amount")
     currency = data.get("currency")
     if amount is None and currency is None and not required:
@@ -215,16 +223,16 @@ def _money(data: dict[str, Any], event_type: str, *, required: bool) -> tuple[in
     return amount, currency.upper()
 
 
-def _customer(value: object) -> Customer | None:
+def read_customer(value: object) -> Customer | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise MalformedPayload("data.customer must be a JSON object")
-    email = _optional_text(value, "email", MAX_EMAIL, prefix="data.customer.")
+    email = optional_text(value, "email", MAX_EMAIL, prefix="data.customer.")
     if email is not None and not _EMAIL.fullmatch(email):
-        raise MalformedPayload(f"data.customer.email {_shorten(email)} is not an email address")
-    name = _optional_text(value, "name", MAX_NAME, prefix="data.customer.")
-    locale = _optional_text(value, "locale", MAX_LOCALE, prefix="data.customer.")
+        raise MalformedPayload(f"data.customer.email {shorten(email)} is not an email address")
+    name = optional_text(value, "name", MAX_NAME, prefix="data.customer.")
+    locale = optional_text(value, "locale", MAX_LOCALE, prefix="data.customer.")
     if locale is not None and not _LOCALE.fullmatch(locale):
         raise MalformedPayload('data.customer.locale must be a language tag such as "de" or "en-GB"')
     if email is None and name is None and locale is None:
@@ -232,7 +240,7 @@ def _customer(value: object) -> Customer | None:
     return Customer(email=email, name=name, locale=locale)
 
 
-def _optional_text(data: dict[str, Any], field: str, limit: int, *, prefix: str = "data.") -> str | None:
+def optional_text(data: dict[str, Any], field: str, limit: int, *, prefix: str = "data.") -> str | None:
     value = data.get(field)
     if value is None:
         return None
@@ -241,11 +249,11 @@ def _optional_text(data: dict[str, Any], field: str, limit: int, *, prefix: str 
     value = value.strip()
     if not value:
         return None
-    _check_text(f"{prefix}{field}", value, limit)
+    check_text(f"{prefix}{field}", value, limit)
     return value
 
 
-def _check_text(label: str, value: str, limit: int) -> None:
+def check_text(label: str, value: str, limit: int) -> None:
     if len(value) > limit:
         raise MalformedPayload(f"{label} is too long ({len(value)} characters, at most {limit})")
     if "\x00" in value:
@@ -256,5 +264,5 @@ def _check_text(label: str, value: str, limit: int) -> None:
         raise MalformedPayload(f"{label} is not valid Unicode (unpaired surrogate)") from None
 
 
-def _shorten(value: str, limit: int = 40) -> str:
+def shorten(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")

@@ -69,6 +69,7 @@ class ActionRequest:
     interval: str | None = None
     reason: str | None = None
     gateway_data: dict[str, Any] = field(default_factory=dict)
+    requested_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,7 @@ async def _request_for(
         interval=interval,
         reason=params.get("reason"),
         gateway_data=dict(subscription.gateway_data or {}),
+        requested_at=action.created_at,
     )
 
 

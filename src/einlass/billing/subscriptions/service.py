@@ -309,6 +309,8 @@ async def subscription_for_payment(session: AsyncSession, payment: Payment) -> S
 async def fold_subscription(
     session: AsyncSession, merchant: Merchant, subscription: Subscription
 ) -> SubscriptionState:
+    # Callers apply events under no_autoflush; the fold must read the payments' new states.
+    await session.flush()
     rows = list(
         await session.scalars(
             select(SubscriptionFact).where(
