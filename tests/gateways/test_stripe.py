@@ -651,8 +651,8 @@ def test_dispute_with_expanded_charge(gateway: StripeGateway) -> None:
         "charge.dispute.funds_reinstated",
         "payment_intent.created",
         "payment_intent.processing",
-        "invoice.paid",
-        "customer.subscription.updated",
+        "invoice.created",
+        "customer.subscription.trial_will_end",
         "something.new.from.stripe",
     ],
 )

@@ -6,9 +6,11 @@ Each builder returns one complete notification object: ``event`` (``type``, ``ti
 TIDs are given as 17-digit strings and sent as JSON numbers, amounts in cents, as
 Novalnet does.
 
-Follow-up transactions (credit, refund, chargeback) carry their own new TID in
-``event.tid`` and the original payment's TID in ``event.parent_tid``; captures,
-cancellations and updates reuse the payment's TID.
+Follow-up transactions (credit, refund, chargeback, renewal) carry their own new TID
+in ``event.tid`` and the original payment's TID in ``event.parent_tid``; captures,
+cancellations and updates reuse the payment's TID. A subscription is known by the TID
+of its first payment (``subscription_payment``); its notifications
+(``subscription_event``) name that TID.
 
 ``signed`` computes ``event.checksum`` with Novalnet's documented scheme, here
 independently of the adapter under test, and serialises the notification.
@@ -278,15 +280,144 @@ def chargeback_reversal(
     return credit(tid, parent_tid=parent_tid, amount=amount, currency=currency, payment_type=payment_type)
 
 
-def renewal(tid: str, *, parent_tid: str, amount: int, currency: str = "EUR") -> dict[str, Any]:
-    """RENEWAL of a subscription (not acted on yet: stored with no effect)."""
+def subscription_payment(
+    tid: str,
+    *,
+    amount: int,
+    email: str,
+    tariff: str,
+    next_cycle_date: str,
+    interval: str | None = "1m",
+    status: str = "CONFIRMED",
+    order_no: str | None = None,
+    trial_interval: str | None = None,
+    trial_amount: int | None = None,
+    result_status: str = "SUCCESS",
+) -> dict[str, Any]:
+    """PAYMENT that starts a subscription: the payment plus its ``subscription`` object.
+
+    The subscription's TID is the payment's; ``next_cycle_date`` is Novalnet's next
+    charging day ("YYYY-MM-DD"), ``interval`` Novalnet's cycle ("1m", "14d", "1y").
+    """
+    payload = payment(
+        tid,
+        amount=amount,
+        email=email,
+        status=status,
+        order_no=order_no,
+        tariff=tariff,
+        result_status=result_status,
+    )
+    subscription: dict[str, Any] = {
+        "tid": tid_value(tid),
+        "tariff": tariff_value(tariff),
+        "amount": amount,
+        "next_cycle_date": next_cycle_date,
+    }
+    if interval is not None:
+        subscription["interval"] = interval
+    if trial_interval is not None:
+        subscription["trial_interval"] = trial_interval
+        subscription["trial_amount"] = amount if trial_amount is None else trial_amount
+    payload["subscription"] = subscription
+    return payload
+
+
+def renewal(
+    tid: str,
+    *,
+    parent_tid: str,
+    amount: int,
+    currency: str = "EUR",
+    next_cycle_date: str = "2026-02-01",
+    status: str = "CONFIRMED",
+    result_status: str = "SUCCESS",
+    payment_type: str = "CREDITCARD",
+) -> dict[str, Any]:
+    """RENEWAL: Novalnet charged the subscription ``parent_tid`` again; ``tid`` is the new transaction.
+
+    A failed charge comes with ``result_status="FAILURE"`` (and transaction status FAILURE).
+    """
     transaction = _transaction(
-        tid, amount=amount, currency=currency, status="CONFIRMED", payment_type="CREDITCARD"
+        tid, amount=amount, currency=currency, status=status, payment_type=payment_type
     )
-    subscription = {"tid": tid_value(parent_tid), "amount": amount, "next_cycle_date": "2026-02-01"}
+    if result_status != "SUCCESS":
+        transaction["status"] = "FAILURE"
+    subscription = {"tid": tid_value(parent_tid), "amount": amount, "next_cycle_date": next_cycle_date}
     return notification(
-        "RENEWAL", tid, parent_tid=parent_tid, transaction=transaction, extra={"subscription": subscription}
+        "RENEWAL",
+        tid,
+        parent_tid=parent_tid,
+        transaction=transaction,
+        result_status=result_status,
+        extra={"subscription": subscription},
     )
+
+
+def subscription_event(
+    event_type: str,
+    subscription_tid: str,
+    *,
+    amount: int = 990,
+    currency: str = "EUR",
+    next_cycle_date: str | None = None,
+    reason: str | None = None,
+    update_type: str | None = None,
+    action_id: str | None = None,
+    payment_type: str = "CREDITCARD",
+) -> dict[str, Any]:
+    """SUBSCRIPTION_SUSPEND, _REACTIVATE, _UPDATE or _CANCEL of ``subscription_tid``.
+
+    ``event.tid`` and ``event.parent_tid`` are the subscription's TID; ``transaction``
+    describes its first payment. ``action_id`` is echoed in ``custom.input1/inputval1``,
+    as Novalnet does for a change einlass asked for through the API.
+    """
+    transaction = _transaction(
+        subscription_tid, amount=amount, currency=currency, status="CONFIRMED", payment_type=payment_type
+    )
+    subscription: dict[str, Any] = {"tid": tid_value(subscription_tid), "amount": amount}
+    for field, value in (
+        ("next_cycle_date", next_cycle_date),
+        ("reason", reason),
+        ("update_type", update_type),
+    ):
+        if value is not None:
+            subscription[field] = value
+    custom: dict[str, Any] = {"lang": "DE"}
+    if action_id is not None:
+        custom.update(input1="einlass_action", inputval1=action_id)
+    return notification(
+        event_type,
+        subscription_tid,
+        parent_tid=subscription_tid,
+        transaction=transaction,
+        extra={"subscription": subscription, "custom": custom},
+    )
+
+
+def suspend(subscription_tid: str, **fields: Any) -> dict[str, Any]:
+    return subscription_event("SUBSCRIPTION_SUSPEND", subscription_tid, **fields)
+
+
+def reactivate(subscription_tid: str, *, next_cycle_date: str, **fields: Any) -> dict[str, Any]:
+    return subscription_event(
+        "SUBSCRIPTION_REACTIVATE", subscription_tid, next_cycle_date=next_cycle_date, **fields
+    )
+
+
+def subscription_update(subscription_tid: str, **fields: Any) -> dict[str, Any]:
+    return subscription_event("SUBSCRIPTION_UPDATE", subscription_tid, **fields)
+
+
+def subscription_cancel(subscription_tid: str, *, reason: str = "Other", **fields: Any) -> dict[str, Any]:
+    return subscription_event("SUBSCRIPTION_CANCEL", subscription_tid, reason=reason, **fields)
+
+
+def api_answer(status_text: str = "Successful", *, status: str = "SUCCESS", **objects: Any) -> dict[str, Any]:
+    """An answer of Novalnet's subscription API (``result`` plus objects such as ``subscription``)."""
+    result: dict[str, Any] = {"status": status, "status_text": status_text}
+    result["status_code"] = 100 if status == "SUCCESS" else 106
+    return {"result": result, **objects}
 
 
 def checksum(payload: dict[str, Any], access_key: str) -> str:

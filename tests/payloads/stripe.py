@@ -22,6 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 API_VERSION = "2024-06-20"
+# The version that moved current_period_* onto subscription items and replaced
+# invoice.subscription / payment_intent and line.price by parent and pricing objects.
+BASIL = "2025-03-31.basil"
 # 2026-01-01T00:00:00Z, the start of einlass's FrozenClock.
 DEFAULT_CREATED = 1_767_225_600
 
@@ -47,6 +50,7 @@ def envelope(
     created: int = DEFAULT_CREATED,
     previous_attributes: Mapping[str, Any] | None = None,
     api_request: bool = False,
+    api_version: str = API_VERSION,
 ) -> dict[str, Any]:
     """Wrap ``obj`` in a Stripe Event (snapshot payload, as sent to webhook endpoints)."""
     data: dict[str, Any] = {"object": dict(obj)}
@@ -63,7 +67,7 @@ def envelope(
     return {
         "id": event_id,
         "object": "event",
-        "api_version": API_VERSION,
+        "api_version": api_version,
         "created": created,
         "data": data,
         "livemode": False,
@@ -764,6 +768,425 @@ def dispute_closed(
     )
     previous = "warning_under_review" if status.startswith("warning_") else "under_review"
     return envelope(event_id, "charge.dispute.closed", dispute, previous_attributes={"status": previous})
+
+
+# --- Subscriptions ------------------------------------------------------------------------------
+#
+# Shapes for API_VERSION (2024-06-20) and, with ``basil=True``, for BASIL: the
+# subscription's period lives on its items, an invoice names its subscription in
+# ``parent.subscription_details`` and no longer names its PaymentIntent, and a line
+# names its price in ``pricing.price_details`` and its subscription in ``parent``.
+
+DAY = 86_400
+
+
+def _price(
+    price: str, *, unit_amount: int, currency: str, interval: str, interval_count: int
+) -> dict[str, Any]:
+    return {
+        "id": price,
+        "object": "price",
+        "active": True,
+        "billing_scheme": "per_unit",
+        "created": DEFAULT_CREATED - 90 * DAY,
+        "currency": currency,
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": None,
+        "metadata": {},
+        "nickname": None,
+        "product": fake_id("prod", price, length=14),
+        "recurring": {
+            "aggregate_usage": None,
+            "interval": interval,
+            "interval_count": interval_count,
+            "meter": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        },
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "recurring",
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": str(unit_amount),
+    }
+
+
+def subscription(
+    subscription_id: str,
+    *,
+    period_start: int,
+    period_end: int,
+    status: str = "active",
+    price: str = "price_monthly",
+    unit_amount: int = 990,
+    currency: str = "eur",
+    interval: str = "month",
+    interval_count: int = 1,
+    quantity: int = 1,
+    created: int | None = None,
+    trial_end: int | None = None,
+    cancel_at_period_end: bool = False,
+    cancel_at: int | None = None,
+    canceled_at: int | None = None,
+    ended_at: int | None = None,
+    paused: bool = False,
+    resumes_at: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+    basil: bool = False,
+) -> dict[str, Any]:
+    """A Subscription object with one item; ``paused`` sets ``pause_collection`` (behavior void)."""
+    start = period_start if created is None else created
+    item: dict[str, Any] = {
+        "id": fake_id("si", subscription_id, length=14),
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": start,
+        "discounts": [],
+        "metadata": {},
+        "price": _price(
+            price,
+            unit_amount=unit_amount,
+            currency=currency,
+            interval=interval,
+            interval_count=interval_count,
+        ),
+        "quantity": quantity,
+        "subscription": subscription_id,
+        "tax_rates": [],
+    }
+    obj: dict[str, Any] = {
+        "id": subscription_id,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": start,
+        "billing_cycle_anchor_config": None,
+        "billing_thresholds": None,
+        "cancel_at": cancel_at,
+        "cancel_at_period_end": cancel_at_period_end,
+        "canceled_at": canceled_at,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "collection_method": "charge_automatically",
+        "created": start,
+        "currency": currency,
+        "customer": fake_id("cus", subscription_id, length=14),
+        "days_until_due": None,
+        "default_payment_method": fake_id("pm", subscription_id),
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discount": None,
+        "discounts": [],
+        "ended_at": ended_at,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "items": {
+            "object": "list",
+            "data": [item],
+            "has_more": False,
+            "total_count": 1,
+            "url": f"/v1/subscription_items?subscription={subscription_id}",
+        },
+        "latest_invoice": fake_id("in", subscription_id, period_start),
+        "livemode": False,
+        "metadata": dict(metadata or {}),
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": {"behavior": "void", "resumes_at": resumes_at} if paused else None,
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": None,
+        "start_date": start,
+        "status": status,
+        "test_clock": None,
+        "transfer_data": None,
+        "trial_end": trial_end,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_start": None if trial_end is None else start,
+    }
+    if basil:
+        item.update(current_period_start=period_start, current_period_end=period_end)
+    else:
+        obj.update(current_period_start=period_start, current_period_end=period_end, quantity=quantity)
+    return obj
+
+
+def subscription_event(
+    event_id: str,
+    event_type: str,
+    obj: Mapping[str, Any],
+    *,
+    created: int = DEFAULT_CREATED,
+    previous_attributes: Mapping[str, Any] | None = None,
+    basil: bool = False,
+) -> dict[str, Any]:
+    """``customer.subscription.created`` / ``.updated`` / ``.deleted`` ... around a Subscription."""
+    return envelope(
+        event_id,
+        event_type,
+        obj,
+        created=created,
+        previous_attributes=previous_attributes,
+        api_version=BASIL if basil else API_VERSION,
+    )
+
+
+def _invoice_line(
+    invoice_id: str,
+    *,
+    subscription_id: str,
+    price: str,
+    amount: int,
+    currency: str,
+    period_start: int,
+    period_end: int,
+    basil: bool,
+) -> dict[str, Any]:
+    item_id = fake_id("si", subscription_id, length=14)
+    line: dict[str, Any] = {
+        "id": fake_id("il", invoice_id),
+        "object": "line_item",
+        "amount": amount,
+        "currency": currency,
+        "description": f"1 \u00d7 Membership (at {amount / 100:.2f} {currency.upper()} / month)",
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "period": {"end": period_end, "start": period_start},
+        "quantity": 1,
+    }
+    if basil:
+        line["parent"] = {
+            "type": "subscription_item_details",
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": subscription_id,
+                "subscription_item": item_id,
+            },
+        }
+        line["pricing"] = {
+            "type": "price_details",
+            "price_details": {"price": price, "product": fake_id("prod", price, length=14)},
+            "unit_amount_decimal": str(amount),
+        }
+        line["pretax_credit_amounts"] = []
+        line["taxes"] = []
+    else:
+        line.update(
+            price=_price(price, unit_amount=amount, currency=currency, interval="month", interval_count=1),
+            proration=False,
+            proration_details={"credited_items": None},
+            subscription=subscription_id,
+            subscription_item=item_id,
+            tax_amounts=[],
+            tax_rates=[],
+            type="subscription",
+            unit_amount_excluding_tax=str(amount),
+        )
+    return line
+
+
+def invoice(
+    invoice_id: str,
+    *,
+    subscription_id: str,
+    amount: int,
+    period_start: int,
+    period_end: int,
+    paid: bool,
+    payment_intent: str | None = None,
+    email: str = "erika@example.com",
+    price: str = "price_monthly",
+    currency: str = "eur",
+    created: int | None = None,
+    attempt_count: int = 1,
+    billing_reason: str = "subscription_cycle",
+    subscription_metadata: Mapping[str, str] | None = None,
+    basil: bool = False,
+) -> dict[str, Any]:
+    """An Invoice for one period of a subscription (one line), paid or still open."""
+    created = period_start if created is None else created
+    line = _invoice_line(
+        invoice_id,
+        subscription_id=subscription_id,
+        price=price,
+        amount=amount,
+        currency=currency,
+        period_start=period_start,
+        period_end=period_end,
+        basil=basil,
+    )
+    obj: dict[str, Any] = {
+        "id": invoice_id,
+        "object": "invoice",
+        "account_country": "DE",
+        "account_name": "Example Shop",
+        "amount_due": amount,
+        "amount_paid": amount if paid else 0,
+        "amount_remaining": 0 if paid else amount,
+        "attempt_count": attempt_count,
+        "attempted": True,
+        "auto_advance": not paid,
+        "billing_reason": billing_reason,
+        "collection_method": "charge_automatically",
+        "created": created,
+        "currency": currency,
+        "customer": fake_id("cus", subscription_id, length=14),
+        "customer_address": None,
+        "customer_email": email,
+        "customer_name": "Erika Mustermann",
+        "description": None,
+        "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_1/{fake_id('test', invoice_id, length=40)}",
+        "lines": {
+            "object": "list",
+            "data": [line],
+            "has_more": False,
+            "total_count": 1,
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None if paid else created + 3 * DAY,
+        "number": f"EX-{int(hashlib.sha256(invoice_id.encode()).hexdigest(), 16) % 10_000:04d}",
+        "period_end": period_start,
+        "period_start": period_start - 30 * DAY,
+        "status": "paid" if paid else "open",
+        "status_transitions": {
+            "finalized_at": created,
+            "marked_uncollectible_at": None,
+            "paid_at": created if paid else None,
+            "voided_at": None,
+        },
+        "subtotal": amount,
+        "total": amount,
+        "webhooks_delivered_at": created,
+    }
+    metadata = dict(subscription_metadata or {})
+    if basil:
+        obj["parent"] = {
+            "type": "subscription_details",
+            "quote_details": None,
+            "subscription_details": {"metadata": metadata, "subscription": subscription_id},
+        }
+    else:
+        obj.update(
+            charge=fake_id("ch", payment_intent) if payment_intent else None,
+            paid=paid,
+            payment_intent=payment_intent,
+            subscription=subscription_id,
+            subscription_details={"metadata": metadata},
+        )
+    return obj
+
+
+def invoice_paid(
+    event_id: str,
+    *,
+    invoice_id: str,
+    subscription_id: str,
+    amount: int,
+    period_start: int,
+    period_end: int,
+    payment_intent: str | None = None,
+    created: int | None = None,
+    basil: bool = False,
+    **details: Any,
+) -> dict[str, Any]:
+    """``invoice.paid`` for a subscription's period (``details``: see ``invoice``)."""
+    created = period_start if created is None else created
+    obj = invoice(
+        invoice_id,
+        subscription_id=subscription_id,
+        amount=amount,
+        period_start=period_start,
+        period_end=period_end,
+        paid=True,
+        payment_intent=None if basil else payment_intent,
+        created=created,
+        basil=basil,
+        **details,
+    )
+    return envelope(
+        event_id, "invoice.paid", obj, created=created, api_version=BASIL if basil else API_VERSION
+    )
+
+
+def invoice_payment_failed(
+    event_id: str,
+    *,
+    invoice_id: str,
+    subscription_id: str,
+    amount: int,
+    period_start: int,
+    period_end: int,
+    attempt_count: int = 1,
+    payment_intent: str | None = None,
+    created: int | None = None,
+    basil: bool = False,
+) -> dict[str, Any]:
+    """``invoice.payment_failed``: the ``attempt_count``-th charge of the invoice was declined."""
+    created = period_start if created is None else created
+    obj = invoice(
+        invoice_id,
+        subscription_id=subscription_id,
+        amount=amount,
+        period_start=period_start,
+        period_end=period_end,
+        paid=False,
+        payment_intent=None if basil else payment_intent,
+        created=created,
+        attempt_count=attempt_count,
+        basil=basil,
+    )
+    return envelope(
+        event_id, "invoice.payment_failed", obj, created=created, api_version=BASIL if basil else API_VERSION
+    )
+
+
+def checkout_session_completed_subscription(
+    event_id: str,
+    *,
+    subscription_id: str,
+    email: str,
+    amount: int = 990,
+    order_no: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    created: int = DEFAULT_CREATED,
+) -> dict[str, Any]:
+    """``checkout.session.completed`` of a ``subscription``-mode session (no PaymentIntent)."""
+    session = _checkout_session(
+        session_id="cs_test_" + fake_id("a1", subscription_id, length=56)[3:],
+        payment_intent=None,
+        amount=amount,
+        email=email,
+        currency="eur",
+        order_no=order_no,
+        payment_status="paid",
+        name="Erika Mustermann",
+        metadata=metadata,
+    )
+    session.update(
+        mode="subscription",
+        subscription=subscription_id,
+        invoice=fake_id("in", subscription_id, "first"),
+        customer=fake_id("cus", subscription_id, length=14),
+        payment_method_collection="always",
+    )
+    return envelope(event_id, "checkout.session.completed", session, created=created)
 
 
 # --- signing ------------------------------------------------------------------------------------

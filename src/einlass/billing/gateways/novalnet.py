@@ -1,4 +1,4 @@
-"""Novalnet webhook adapter ("webhook / notification" v2 JSON), one-time payments.
+"""Novalnet webhook adapter ("webhook / notification" v2 JSON): payments and subscriptions.
 
 A delivery is one JSON object, for example::
 
@@ -29,7 +29,9 @@ one TID can be the subject of several deliveries. The event key is therefore
 new status, update type and due date, and for TRANSACTION_REFUND by the status, the
 refund's TID and amount and the total refunded: the checksum covers none of those.
 
-What einlass does with each event type is listed in docs/gateways/novalnet.md.
+What einlass does with each event type is listed in docs/gateways/novalnet.md. The
+subscription events (a PAYMENT's ``subscription`` object, RENEWAL, SUBSCRIPTION_*) are
+read in ``novalnet_subscriptions``, through the ``Delivery`` defined here.
 
 ``product_ref`` is ``subscription.tariff`` when present, else ``merchant.tariff`` (the
 tariff id the payment was made under). Novalnet has no per-product field of its own,
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -55,8 +57,17 @@ from einlass.billing.gateways.base import (
     MalformedPayload,
     ParsedDelivery,
     PaymentEvent,
+    SubscriptionEvent,
     constant_time_equals,
     load_json_object,
+)
+from einlass.billing.gateways.novalnet_subscriptions import (
+    LIFECYCLE_TYPES,
+    RENEWAL,
+    lifecycle_events,
+    opening_events,
+    renewal_events,
+    subscription_identity,
 )
 
 SECRET_FIELD = "payment_access_key"
@@ -71,8 +82,9 @@ MAX_NAME = 200
 MAX_TEXT = 200
 MAX_AMOUNT = 2**31 - 1
 
-# Novalnet's event types einlass acts on; every other type (RENEWAL, SUBSCRIPTION_*,
-# INSTALMENT*, PAYMENT_REMINDER_*, COLLECTION, ...) is stored with no effect.
+# Novalnet's event types einlass acts on, with RENEWAL and SUBSCRIPTION_* (see
+# novalnet_subscriptions); every other type (INSTALMENT*, PAYMENT_REMINDER_*,
+# COLLECTION, ...) is stored with no effect.
 PAYMENT = "PAYMENT"
 TRANSACTION_CAPTURE = "TRANSACTION_CAPTURE"
 TRANSACTION_CANCEL = "TRANSACTION_CANCEL"
@@ -119,7 +131,7 @@ class NovalnetGateway(Gateway):
     ) -> None:
         document = load_json_object(body)
         signed = _signed_bytes(document)
-        checksum = _Section.root(document).required_section("event").data.get("checksum")
+        checksum = Section.root(document).required_section("event").data.get("checksum")
         if checksum is None or checksum == "":
             raise InvalidSignature("event.checksum is missing: the notification is not signed")
         if not isinstance(checksum, str):
@@ -135,7 +147,7 @@ class NovalnetGateway(Gateway):
             )
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> ParsedDelivery:
-        delivery = _Delivery.read(load_json_object(body))
+        delivery = Delivery.read(load_json_object(body))
         return ParsedDelivery(
             event_key=delivery.event_key(),
             event_type=delivery.event_type,
@@ -145,7 +157,7 @@ class NovalnetGateway(Gateway):
 
 def _signed_bytes(document: dict[str, Any]) -> bytes:
     """The checksummed values, concatenated the way Novalnet's PHP reference does."""
-    root = _Section.root(document)
+    root = Section.root(document)
     event = root.required_section("event")
     result = root.required_section("result")
     transaction = root.section("transaction")
@@ -162,7 +174,7 @@ def _signed_bytes(document: dict[str, Any]) -> bytes:
     return "".join(parts).encode()
 
 
-def _required_token(section: _Section, field: str) -> str:
+def _required_token(section: Section, field: str) -> str:
     value = section.data.get(field)
     if value is None or value == "":
         raise MalformedPayload(f"{section.label(field)} is required")
@@ -179,28 +191,28 @@ def _token(label: str, value: object) -> str:
 
 
 @dataclass(frozen=True)
-class _Section:
+class Section:
     """A JSON object of the delivery, with its dotted path for error messages."""
 
     data: Mapping[str, Any]
     path: str
 
     @classmethod
-    def root(cls, document: Mapping[str, Any]) -> _Section:
+    def root(cls, document: Mapping[str, Any]) -> Section:
         return cls(document, "")
 
     def label(self, field: str) -> str:
         return f"{self.path}.{field}" if self.path else field
 
-    def section(self, field: str) -> _Section | None:
+    def section(self, field: str) -> Section | None:
         value = self.data.get(field)
         if value is None:
             return None
         if not isinstance(value, dict):
             raise MalformedPayload(f"{self.label(field)} must be a JSON object, not {_kind(value)}")
-        return _Section(value, self.label(field))
+        return Section(value, self.label(field))
 
-    def required_section(self, field: str) -> _Section:
+    def required_section(self, field: str) -> Section:
         section = self.section(field)
         if section is None:
             raise MalformedPayload(f"{self.label(field)} is required (a JSON object)")
@@ -280,20 +292,20 @@ class _Section:
 
 
 @dataclass(frozen=True)
-class _Delivery:
+class Delivery:
     """The fields of one notification that einlass reads, checked for type."""
 
-    root: _Section
+    root: Section
     event_type: str
     event_tid: str
     parent_tid: str | None
     checksum: str
     success: bool
-    transaction: _Section | None
+    transaction: Section | None
 
     @classmethod
-    def read(cls, document: dict[str, Any]) -> _Delivery:
-        root = _Section.root(document)
+    def read(cls, document: dict[str, Any]) -> Delivery:
+        root = Section.root(document)
         event = root.required_section("event")
         result = root.required_section("result")
         return cls(
@@ -317,7 +329,10 @@ class _Delivery:
         TRANSACTION_UPDATE reuses the payment's TID and can happen many times; the
         checksum covers neither the new status, the update type nor the due date.
         A TRANSACTION_REFUND's checksum covers the original amount, not the refund.
+        Subscription notifications name the same subscription TID each time.
         """
+        if self.event_type in LIFECYCLE_TYPES:
+            return subscription_identity(self)
         tx = self.transaction
         if tx is None:
             return []
@@ -336,16 +351,22 @@ class _Delivery:
             ]
         return []
 
-    def events(self) -> list[PaymentEvent]:
+    def events(self) -> Sequence[PaymentEvent | SubscriptionEvent]:
         if self.event_type == PAYMENT:
-            return self._payment()
+            return opening_events(self, self._payment())
+        if self.event_type == RENEWAL:
+            return renewal_events(self)
         if not self.success:
             return []
+        if self.event_type in LIFECYCLE_TYPES:
+            return lifecycle_events(self)
         if self.event_type == TRANSACTION_CAPTURE:
             return self._capture()
         if self.event_type == TRANSACTION_CANCEL:
             return [
-                self._event(FactKind.CANCELLED, self._own_ref(), f"cancel:{self._own_ref()}", self._amount())
+                self.payment_event(
+                    FactKind.CANCELLED, self.own_ref(), f"cancel:{self.own_ref()}", self.tx_amount()
+                )
             ]
         if self.event_type == TRANSACTION_UPDATE:
             return self._update()
@@ -354,9 +375,11 @@ class _Delivery:
         if self.event_type == CREDIT:
             return self._credit()
         if self.event_type == CHARGEBACK:
-            amount = self._tx().required_amount("amount", f" for {CHARGEBACK}")
+            amount = self.tx().required_amount("amount", f" for {CHARGEBACK}")
             return [
-                self._event(FactKind.CHARGEBACK, self._parent_ref(), f"chargeback:{self.event_tid}", amount)
+                self.payment_event(
+                    FactKind.CHARGEBACK, self._parent_ref(), f"chargeback:{self.event_tid}", amount
+                )
             ]
         return []
 
@@ -367,21 +390,22 @@ class _Delivery:
             if self.transaction is None:  # nothing to tell the payment apart by
                 return []
             return [
-                self._event(FactKind.FAILED, self._own_ref(), f"payment:{self._own_ref()}", self._amount())
+                self.payment_event(
+                    FactKind.FAILED, self.own_ref(), f"payment:{self.own_ref()}", self.tx_amount()
+                )
             ]
-        status = self._tx().required_text("status", why=f" for {PAYMENT}")
-        fact = STATUS_FACTS.get(status)
+        fact = self.status_fact()
         if fact is None:  # a status Novalnet may add later: stored, no effect
             return []
-        return [self._event(fact, self._own_ref(), f"payment:{self._own_ref()}", self._amount())]
+        return [self.payment_event(fact, self.own_ref(), f"payment:{self.own_ref()}", self.tx_amount())]
 
     def _capture(self) -> list[PaymentEvent]:
         # A captured invoice stays PENDING until the money comes in (a CREDIT follows).
-        fact = FactKind.PENDING if self._tx().text("status") == "PENDING" else FactKind.CONFIRMED
-        return [self._event(fact, self._own_ref(), f"capture:{self._own_ref()}", self._amount())]
+        fact = FactKind.PENDING if self.tx().text("status") == "PENDING" else FactKind.CONFIRMED
+        return [self.payment_event(fact, self.own_ref(), f"capture:{self.own_ref()}", self.tx_amount())]
 
     def _update(self) -> list[PaymentEvent]:
-        tx = self._tx()
+        tx = self.tx()
         status = tx.text("status")
         update_type = (tx.text("update_type") or "").upper()
         amount = tx.amount("amount")
@@ -390,14 +414,16 @@ class _Delivery:
         events: list[PaymentEvent] = []
         fact = STATUS_FACTS.get(status) if status is not None else None
         if fact is not None:
-            events.append(self._event(fact, self._own_ref(), f"update:{update_id}:{fact.value}", amount))
+            events.append(
+                self.payment_event(fact, self.own_ref(), f"update:{update_id}:{fact.value}", amount)
+            )
         if amount is not None and "AMOUNT" in update_type:
             fact_key = f"update:{update_id}:{FactKind.AMOUNT_CHANGED.value}"
-            events.append(self._event(FactKind.AMOUNT_CHANGED, self._own_ref(), fact_key, amount))
+            events.append(self.payment_event(FactKind.AMOUNT_CHANGED, self.own_ref(), fact_key, amount))
         return events
 
     def _refund(self) -> list[PaymentEvent]:
-        tx = self._tx()
+        tx = self.tx()
         refund = tx.section("refund")
         payment_ref = self.parent_tid or tx.tid("tid") or self.event_tid
         amount = refund.amount("amount") if refund is not None else None
@@ -412,41 +438,53 @@ class _Delivery:
             refund_tid = self.event_tid  # a follow-up's own TID
         # Without a TID of its own, one refund is told from another by its delivery.
         fact_key = f"refund:{refund_tid or _digest(self.event_key())}"
-        events = [self._event(FactKind.REFUND, payment_ref, fact_key, amount, currency=currency)]
+        events = [self.payment_event(FactKind.REFUND, payment_ref, fact_key, amount, currency=currency)]
         if tx.text("status") == "DEACTIVATED":
             # Refunded before the money moved (SEPA not yet debited, invoice not yet
             # paid): Novalnet voids the whole transaction instead.
-            events.append(self._event(FactKind.CANCELLED, payment_ref, f"cancel:{payment_ref}"))
+            events.append(self.payment_event(FactKind.CANCELLED, payment_ref, f"cancel:{payment_ref}"))
         return events
 
     def _credit(self) -> list[PaymentEvent]:
-        tx = self._tx()
+        tx = self.tx()
         fact = credit_fact(tx.required_text("payment_type", why=f" for {CREDIT}").upper())
         if fact is None:  # e.g. REFUND_REVERSAL: stored, no effect
             return []
         amount = tx.required_amount("amount", f" for {CREDIT}")
         credit_tid = tx.tid("tid") or self.event_tid
-        return [self._event(fact, self._parent_ref(), f"{fact.value}:{credit_tid}", amount)]
+        return [self.payment_event(fact, self._parent_ref(), f"{fact.value}:{credit_tid}", amount)]
 
     # -- shared ----------------------------------------------------------------------
 
-    def _tx(self) -> _Section:
+    def tx(self) -> Section:
         if self.transaction is None:
             raise MalformedPayload(f"transaction is required for {self.event_type}")
         return self.transaction
 
-    def _amount(self) -> int | None:
-        return self._tx().amount("amount")
+    def tx_amount(self) -> int | None:
+        return self.tx().amount("amount")
 
-    def _own_ref(self) -> str:
+    def status_fact(self) -> FactKind | None:
+        """What ``transaction.status`` (required) says about the transaction; None for a new word."""
+        return STATUS_FACTS.get(self.tx().required_text("status", why=f" for {self.event_type}"))
+
+    def key(self, text: str) -> str:
+        """A fact or event key within the columns' size."""
+        return _bounded(text)
+
+    def digest(self) -> str:
+        """Stable across redeliveries of this notification, distinct between notifications."""
+        return _digest(self.event_key())
+
+    def own_ref(self) -> str:
         """The payment an event about the payment itself refers to: its own TID."""
-        return self._tx().tid("tid") or self.event_tid
+        return self.tx().tid("tid") or self.event_tid
 
     def _parent_ref(self) -> str:
         """The payment a follow-up transaction (credit, chargeback) belongs to."""
         return self.parent_tid or self.event_tid
 
-    def _event(
+    def payment_event(
         self,
         fact: FactKind,
         payment_ref: str,
@@ -454,8 +492,9 @@ class _Delivery:
         amount: int | None = None,
         *,
         currency: str | None = None,
+        subscription_ref: str | None = None,
     ) -> PaymentEvent:
-        tx = self._tx()
+        tx = self.tx()
         return PaymentEvent(
             fact=fact,
             payment_ref=payment_ref,
@@ -463,11 +502,12 @@ class _Delivery:
             amount=amount,
             currency=currency or tx.currency("currency"),
             order_no=tx.text("order_no", limit=MAX_ORDER_NO),
-            product_ref=self._product_ref(),
-            customer=self._customer(),
+            product_ref=self.product_ref(),
+            customer=self.customer(),
+            subscription_ref=subscription_ref,
         )
 
-    def _product_ref(self) -> str | None:
+    def product_ref(self) -> str | None:
         for section_name in ("subscription", "merchant"):
             section = self.root.section(section_name)
             tariff = section.text("tariff", limit=MAX_ID) if section is not None else None
@@ -475,7 +515,7 @@ class _Delivery:
                 return tariff
         return None
 
-    def _customer(self) -> Customer | None:
+    def customer(self) -> Customer | None:
         customer = self.root.section("customer")
         custom = self.root.section("custom")
         email = name = None
@@ -508,7 +548,7 @@ def credit_fact(payment_type: str) -> FactKind | None:
     return None
 
 
-def _language(section: _Section, field: str) -> str | None:
+def _language(section: Section, field: str) -> str | None:
     value = section.text(field, limit=35)
     if value is None:
         return None

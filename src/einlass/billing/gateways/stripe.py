@@ -1,4 +1,8 @@
-"""Stripe webhooks for one-time payments (Checkout and PaymentIntents).
+"""Stripe webhooks: the signature, and the events of one-time payments (Checkout and PaymentIntents).
+
+Subscription events (``customer.subscription.*``, ``invoice.*`` and Checkout in
+``subscription`` mode) are mapped in ``stripe_subscriptions``; this module
+dispatches to both and holds the field readers they share.
 
 Verification follows Stripe's documented scheme: the ``Stripe-Signature``
 header carries ``t=<unix seconds>`` and one or more ``v1=<hex>`` entries (more
@@ -13,8 +17,8 @@ id, so facts from Checkout, PaymentIntent, Charge and Dispute events meet on
 one payment):
 
 * ``checkout.session.completed`` in mode ``payment``: ``paid`` -> CONFIRMED,
-  ``unpaid`` (delayed methods such as SEPA debit) -> PENDING; other modes and
-  ``no_payment_required`` are ignored.
+  ``unpaid`` (delayed methods such as SEPA debit) -> PENDING; ``no_payment_required``
+  and ``setup`` mode are ignored, ``subscription`` mode is ``stripe_subscriptions``'.
 * ``checkout.session.async_payment_succeeded`` -> CONFIRMED,
   ``checkout.session.async_payment_failed`` -> FAILED.
 * ``payment_intent.succeeded`` -> CONFIRMED, ``payment_intent.payment_failed`` -> FAILED.
@@ -25,7 +29,8 @@ one payment):
   outcomes -> the same CHARGEBACK again (idempotent); ``warning_closed`` (an
   inquiry that ended) ignored.
 
-Every other event type parses to no events: it is stored and acknowledged.
+Every other event type (and every type ``stripe_subscriptions`` does not
+handle) parses to no events: it is stored and acknowledged.
 
 Fact keys: CONFIRMED is ``"confirmed"``, PENDING ``"pending"``, FAILED
 ``"failed"`` whichever event reports it, so a Checkout Session and the
@@ -56,7 +61,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar
 
 from einlass.billing.gateways.base import (
@@ -67,6 +74,7 @@ from einlass.billing.gateways.base import (
     MalformedPayload,
     ParsedDelivery,
     PaymentEvent,
+    SubscriptionEvent,
     constant_time_equals,
     load_json_object,
 )
@@ -151,26 +159,27 @@ class StripeGateway(Gateway):
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> ParsedDelivery:
         event = load_json_object(body)
-        event_id = _required_str(event, "id", "", max_length=MAX_EVENT_KEY)
-        event_object = _optional_str(event, "object", "")
+        event_id = required_str(event, "id", "", max_length=MAX_EVENT_KEY)
+        event_object = optional_str(event, "object", "")
         if event_object is not None and event_object != "event":
-            raise MalformedPayload(f"field 'object' must be 'event', got {_show(event_object)}")
-        event_type = _required_str(event, "type", "", max_length=MAX_EVENT_TYPE)
-        created = _optional_timestamp(event, "created", "")
-        data = _required_object(event, "data", "")
-        obj = _required_object(data, "object", "data")
+            raise MalformedPayload(f"field 'object' must be 'event', got {show_value(event_object)}")
+        event_type = required_str(event, "type", "", max_length=MAX_EVENT_TYPE)
+        created = optional_timestamp(event, "created", "")
+        data = required_object(event, "data", "")
+        obj = required_object(data, "object", "data")
 
-        handler = _HANDLERS.get(event_type)
+        handler = _handler_table().get(event_type)
         if handler is None:
             return ParsedDelivery(event_key=event_id, event_type=event_type)
-        expected_object, build = handler
-        found_object = _optional_str(obj, "object", _OBJECT)
+        expected_object, builders = handler
+        found_object = optional_str(obj, "object", OBJECT_PATH)
         if found_object is not None and found_object != expected_object:
             raise MalformedPayload(
                 f"field 'data.object.object' must be {expected_object!r} for {event_type} events, "
-                f"got {_show(found_object)}"
+                f"got {show_value(found_object)}"
             )
-        events = build(obj, created)
+        envelope = Envelope(event_id, event_type, created)
+        events = tuple(event for build in builders for event in build(obj, envelope))
         return ParsedDelivery(event_key=event_id, event_type=event_type, events=events)
 
 
@@ -213,169 +222,208 @@ def _parse_signature_header(header: str) -> tuple[str, list[str]]:
 
 # --- event handlers -----------------------------------------------------------------------------
 
-_OBJECT = "data.object"
-Handler = Callable[[JsonObject, datetime | None], tuple[PaymentEvent, ...]]
+OBJECT_PATH = "data.object"
 
 
-def _checkout_completed(session: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    if _required_str(session, "mode", _OBJECT) != "payment":
+@dataclass(frozen=True)
+class Envelope:
+    """What a handler needs of the Event around ``data.object``."""
+
+    id: str  # evt_...: the identity of a fact that only this event states (a subscription snapshot)
+    type: str
+    created: datetime | None  # when Stripe created the event: the time of its facts
+
+
+Handler = Callable[[JsonObject, Envelope], tuple[PaymentEvent | SubscriptionEvent, ...]]
+# event type -> (expected data.object.object, the handlers whose events are concatenated)
+HandlerTable = dict[str, tuple[str, tuple[Handler, ...]]]
+
+
+def _checkout_completed(session: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    if required_str(session, "mode", OBJECT_PATH) != "payment":
         return ()  # subscription and setup sessions are not one-time payments
-    payment_status = _required_str(session, "payment_status", _OBJECT)
+    payment_status = required_str(session, "payment_status", OBJECT_PATH)
     if payment_status == "paid":
-        return (_checkout_event(session, FactKind.CONFIRMED, occurred_at),)
+        return (_checkout_event(session, FactKind.CONFIRMED, envelope.created),)
     if payment_status == "unpaid":
-        return (_checkout_event(session, FactKind.PENDING, occurred_at),)
+        return (_checkout_event(session, FactKind.PENDING, envelope.created),)
     return ()  # no_payment_required: nothing was charged, there is no PaymentIntent
 
 
-def _checkout_async_succeeded(session: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    if _required_str(session, "mode", _OBJECT) != "payment":
+def _checkout_async_succeeded(session: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    if required_str(session, "mode", OBJECT_PATH) != "payment":
         return ()
-    return (_checkout_event(session, FactKind.CONFIRMED, occurred_at),)
+    return (_checkout_event(session, FactKind.CONFIRMED, envelope.created),)
 
 
-def _checkout_async_failed(session: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    if _required_str(session, "mode", _OBJECT) != "payment":
+def _checkout_async_failed(session: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    if required_str(session, "mode", OBJECT_PATH) != "payment":
         return ()
-    return (_checkout_event(session, FactKind.FAILED, occurred_at),)
+    return (_checkout_event(session, FactKind.FAILED, envelope.created),)
 
 
 def _checkout_event(session: JsonObject, fact: FactKind, occurred_at: datetime | None) -> PaymentEvent:
-    payment_ref = _reference(session, "payment_intent", _OBJECT)
+    payment_ref = reference(session, "payment_intent", OBJECT_PATH)
     if payment_ref is None:
         raise MalformedPayload("field 'data.object.payment_intent' is missing for a payment-mode session")
-    metadata = _metadata(session, _OBJECT)
-    order_no = _optional_str(
-        session, "client_reference_id", _OBJECT, max_length=MAX_ORDER_NO
-    ) or _metadata_value(metadata, ORDER_METADATA_KEY, _OBJECT, max_length=MAX_ORDER_NO)
-    details = _optional_object(session, "customer_details", _OBJECT) or {}
-    details_path = f"{_OBJECT}.customer_details"
-    email = _customer_text(details, "email", details_path, MAX_EMAIL) or _customer_text(
-        session, "customer_email", _OBJECT, MAX_EMAIL
-    )
-    name = _customer_text(details, "name", details_path, MAX_NAME)
-    locale = _customer_text(session, "locale", _OBJECT, MAX_LOCALE)
-    if locale == "auto":
-        locale = None
+    metadata = metadata_of(session, OBJECT_PATH)
     return PaymentEvent(
         fact=fact,
         payment_ref=payment_ref,
         fact_key=fact.value,
-        amount=_optional_amount(session, "amount_total", _OBJECT),
-        currency=_optional_currency(session, _OBJECT),
-        order_no=order_no,
-        product_ref=_product_ref(metadata, _OBJECT),
-        customer=_customer(email, name, locale),
+        amount=optional_amount(session, "amount_total", OBJECT_PATH),
+        currency=optional_currency(session, OBJECT_PATH),
+        order_no=checkout_order_no(session, metadata),
+        product_ref=metadata_product_ref(metadata, OBJECT_PATH),
+        customer=checkout_customer(session),
         occurred_at=occurred_at,
     )
 
 
-def _intent_succeeded(intent: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    received = _optional_amount(intent, "amount_received", _OBJECT)
-    amount = received or _optional_amount(intent, "amount", _OBJECT)
-    return (_intent_event(intent, FactKind.CONFIRMED, amount, occurred_at),)
+def checkout_order_no(session: JsonObject, metadata: JsonObject) -> str | None:
+    """The order a Checkout Session names: ``client_reference_id``, else ``metadata["order_no"]``."""
+    return optional_str(
+        session, "client_reference_id", OBJECT_PATH, max_length=MAX_ORDER_NO
+    ) or metadata_value(metadata, ORDER_METADATA_KEY, OBJECT_PATH, max_length=MAX_ORDER_NO)
 
 
-def _intent_failed(intent: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    amount = _optional_amount(intent, "amount", _OBJECT)
-    return (_intent_event(intent, FactKind.FAILED, amount, occurred_at),)
+def checkout_customer(session: JsonObject) -> Customer | None:
+    details = optional_object(session, "customer_details", OBJECT_PATH) or {}
+    details_path = f"{OBJECT_PATH}.customer_details"
+    email = customer_text(details, "email", details_path, MAX_EMAIL) or customer_text(
+        session, "customer_email", OBJECT_PATH, MAX_EMAIL
+    )
+    name = customer_text(details, "name", details_path, MAX_NAME)
+    locale = customer_text(session, "locale", OBJECT_PATH, MAX_LOCALE)
+    if locale == "auto":
+        locale = None
+    return make_customer(email, name, locale)
+
+
+def _intent_succeeded(intent: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    received = optional_amount(intent, "amount_received", OBJECT_PATH)
+    amount = received or optional_amount(intent, "amount", OBJECT_PATH)
+    return (_intent_event(intent, FactKind.CONFIRMED, amount, envelope.created),)
+
+
+def _intent_failed(intent: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    amount = optional_amount(intent, "amount", OBJECT_PATH)
+    return (_intent_event(intent, FactKind.FAILED, amount, envelope.created),)
 
 
 def _intent_event(
     intent: JsonObject, fact: FactKind, amount: int | None, occurred_at: datetime | None
 ) -> PaymentEvent:
-    metadata = _metadata(intent, _OBJECT)
-    email = _customer_text(intent, "receipt_email", _OBJECT, MAX_EMAIL)
+    metadata = metadata_of(intent, OBJECT_PATH)
+    email = customer_text(intent, "receipt_email", OBJECT_PATH, MAX_EMAIL)
     return PaymentEvent(
         fact=fact,
-        payment_ref=_required_str(intent, "id", _OBJECT),
+        payment_ref=required_str(intent, "id", OBJECT_PATH),
         fact_key=fact.value,
         amount=amount,
-        currency=_optional_currency(intent, _OBJECT),
-        order_no=_metadata_value(metadata, ORDER_METADATA_KEY, _OBJECT, max_length=MAX_ORDER_NO),
-        product_ref=_product_ref(metadata, _OBJECT),
-        customer=_customer(email, None, None),
+        currency=optional_currency(intent, OBJECT_PATH),
+        order_no=metadata_value(metadata, ORDER_METADATA_KEY, OBJECT_PATH, max_length=MAX_ORDER_NO),
+        product_ref=metadata_product_ref(metadata, OBJECT_PATH),
+        customer=make_customer(email, None, None),
         occurred_at=occurred_at,
     )
 
 
-def _charge_refunded(charge: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    charge_id = _required_str(charge, "id", _OBJECT)
-    amount_refunded = _required_amount(charge, "amount_refunded", _OBJECT)
+def _charge_refunded(charge: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    charge_id = required_str(charge, "id", OBJECT_PATH)
+    amount_refunded = required_amount(charge, "amount_refunded", OBJECT_PATH)
     return (
         PaymentEvent(
             fact=FactKind.REFUND_TOTAL,
-            payment_ref=_reference(charge, "payment_intent", _OBJECT) or charge_id,
+            payment_ref=reference(charge, "payment_intent", OBJECT_PATH) or charge_id,
             fact_key=f"refund_total:{amount_refunded}",
             amount=amount_refunded,
-            currency=_optional_currency(charge, _OBJECT),
-            occurred_at=occurred_at,
+            currency=optional_currency(charge, OBJECT_PATH),
+            occurred_at=envelope.created,
         ),
     )
 
 
-def _dispute_created(dispute: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    if _required_str(dispute, "status", _OBJECT).startswith("warning_"):
+def _dispute_created(dispute: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    if required_str(dispute, "status", OBJECT_PATH).startswith("warning_"):
         return ()  # an inquiry: no money has moved yet
-    return (_dispute_event(dispute, FactKind.CHARGEBACK, "dispute", occurred_at),)
+    return (_dispute_event(dispute, FactKind.CHARGEBACK, "dispute", envelope.created),)
 
 
-def _dispute_funds_withdrawn(dispute: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    return (_dispute_event(dispute, FactKind.CHARGEBACK, "dispute", occurred_at),)
+def _dispute_funds_withdrawn(dispute: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    return (_dispute_event(dispute, FactKind.CHARGEBACK, "dispute", envelope.created),)
 
 
-def _dispute_closed(dispute: JsonObject, occurred_at: datetime | None) -> tuple[PaymentEvent, ...]:
-    status = _required_str(dispute, "status", _OBJECT)
+def _dispute_closed(dispute: JsonObject, envelope: Envelope) -> tuple[PaymentEvent, ...]:
+    status = required_str(dispute, "status", OBJECT_PATH)
     if status == "won":
-        return (_dispute_event(dispute, FactKind.CHARGEBACK_REVERSED, "dispute_won", occurred_at),)
+        return (_dispute_event(dispute, FactKind.CHARGEBACK_REVERSED, "dispute_won", envelope.created),)
     if status.startswith("warning_"):
         return ()  # an inquiry closed without becoming a chargeback
     # lost (or any other outcome): the chargeback stands; same fact as charge.dispute.created.
-    return (_dispute_event(dispute, FactKind.CHARGEBACK, "dispute", occurred_at),)
+    return (_dispute_event(dispute, FactKind.CHARGEBACK, "dispute", envelope.created),)
 
 
 def _dispute_event(
     dispute: JsonObject, fact: FactKind, key_prefix: str, occurred_at: datetime | None
 ) -> PaymentEvent:
-    dispute_id = _required_str(dispute, "id", _OBJECT)
-    charge_id = _reference(dispute, "charge", _OBJECT)
-    payment_ref = _reference(dispute, "payment_intent", _OBJECT) or charge_id
+    dispute_id = required_str(dispute, "id", OBJECT_PATH)
+    charge_id = reference(dispute, "charge", OBJECT_PATH)
+    payment_ref = reference(dispute, "payment_intent", OBJECT_PATH) or charge_id
     if payment_ref is None:
         raise MalformedPayload("field 'data.object.charge' is missing (the dispute has no payment_intent)")
     return PaymentEvent(
         fact=fact,
         payment_ref=payment_ref,
         fact_key=f"{key_prefix}:{dispute_id}",
-        amount=_required_amount(dispute, "amount", _OBJECT),
-        currency=_optional_currency(dispute, _OBJECT),
+        amount=required_amount(dispute, "amount", OBJECT_PATH),
+        currency=optional_currency(dispute, OBJECT_PATH),
         occurred_at=occurred_at,
     )
 
 
-# event type -> (expected data.object.object, handler)
-_HANDLERS: dict[str, tuple[str, Handler]] = {
-    "checkout.session.completed": ("checkout.session", _checkout_completed),
-    "checkout.session.async_payment_succeeded": ("checkout.session", _checkout_async_succeeded),
-    "checkout.session.async_payment_failed": ("checkout.session", _checkout_async_failed),
-    "payment_intent.succeeded": ("payment_intent", _intent_succeeded),
-    "payment_intent.payment_failed": ("payment_intent", _intent_failed),
-    "charge.refunded": ("charge", _charge_refunded),
-    "charge.dispute.created": ("dispute", _dispute_created),
-    "charge.dispute.funds_withdrawn": ("dispute", _dispute_funds_withdrawn),
-    "charge.dispute.closed": ("dispute", _dispute_closed),
+PAYMENT_HANDLERS: HandlerTable = {
+    "checkout.session.completed": ("checkout.session", (_checkout_completed,)),
+    "checkout.session.async_payment_succeeded": ("checkout.session", (_checkout_async_succeeded,)),
+    "checkout.session.async_payment_failed": ("checkout.session", (_checkout_async_failed,)),
+    "payment_intent.succeeded": ("payment_intent", (_intent_succeeded,)),
+    "payment_intent.payment_failed": ("payment_intent", (_intent_failed,)),
+    "charge.refunded": ("charge", (_charge_refunded,)),
+    "charge.dispute.created": ("dispute", (_dispute_created,)),
+    "charge.dispute.funds_withdrawn": ("dispute", (_dispute_funds_withdrawn,)),
+    "charge.dispute.closed": ("dispute", (_dispute_closed,)),
 }
 
-HANDLED_EVENT_TYPES = tuple(_HANDLERS)
+
+@cache
+def _handler_table() -> HandlerTable:
+    """Payment and subscription handlers together; a type both handle runs both (Checkout by mode)."""
+    # Imported here, not at the top: stripe_subscriptions builds on this module's field readers.
+    from einlass.billing.gateways.stripe_subscriptions import SUBSCRIPTION_HANDLERS
+
+    table = dict(PAYMENT_HANDLERS)
+    for event_type, (expected_object, builders) in SUBSCRIPTION_HANDLERS.items():
+        known_object, known_builders = table.get(event_type, (expected_object, ()))
+        assert known_object == expected_object, event_type
+        table[event_type] = (expected_object, known_builders + builders)
+    return table
+
+
+def handled_event_types() -> tuple[str, ...]:
+    return tuple(_handler_table())
 
 
 # --- field access with precise errors -----------------------------------------------------------
+#
+# Shared with stripe_subscriptions. ``where`` is the dotted path of ``obj`` in the
+# event, so that every refusal names the exact field (``data.object.items.data.0.price``).
 
 
-def _path(where: str, key: str) -> str:
+def field_path(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -391,31 +439,31 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def _required_str(obj: JsonObject, key: str, where: str, *, max_length: int = MAX_ID) -> str:
+def required_str(obj: JsonObject, key: str, where: str, *, max_length: int = MAX_ID) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
-        found = "missing" if key not in obj else "an empty string" if value == "" else _json_type(value)
-        raise MalformedPayload(f"field {_path(where, key)!r} must be a non-empty string, got {found}")
-    _check_text(_path(where, key), value, max_length)
+        found = "missing" if key not in obj else "an empty string" if value == "" else json_type(value)
+        raise MalformedPayload(f"field {field_path(where, key)!r} must be a non-empty string, got {found}")
+    _check_text(field_path(where, key), value, max_length)
     return value
 
 
-def _optional_str(obj: JsonObject, key: str, where: str, *, max_length: int | None = MAX_ID) -> str | None:
+def optional_str(obj: JsonObject, key: str, where: str, *, max_length: int | None = MAX_ID) -> str | None:
     """A string or null; an empty string counts as null."""
     value = obj.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise MalformedPayload(
-            f"field {_path(where, key)!r} must be a string or null, got {_json_type(value)}"
+            f"field {field_path(where, key)!r} must be a string or null, got {json_type(value)}"
         )
-    _check_text(_path(where, key), value, max_length)
+    _check_text(field_path(where, key), value, max_length)
     return value or None
 
 
-def _customer_text(obj: JsonObject, key: str, where: str, max_length: int) -> str | None:
+def customer_text(obj: JsonObject, key: str, where: str, max_length: int) -> str | None:
     """Customer details: a value longer than its column is dropped, not refused."""
-    value = _optional_str(obj, key, where, max_length=None)
+    value = optional_str(obj, key, where, max_length=None)
     if value is None or len(value) > max_length:
         return None
     return value
@@ -424,7 +472,7 @@ def _customer_text(obj: JsonObject, key: str, where: str, max_length: int) -> st
 def _check_text(path: str, value: str, max_length: int | None) -> None:
     if max_length is not None and len(value) > max_length:
         raise MalformedPayload(
-            f"field {path!r} is too long ({len(value)} characters, at most {max_length}): {_show(value)}"
+            f"field {path!r} is too long ({len(value)} characters, at most {max_length}): {show_value(value)}"
         )
     if "\x00" in value:
         raise MalformedPayload(f"field {path!r} must not contain NUL characters")
@@ -440,109 +488,109 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def _show(value: str) -> str:
+def show_value(value: str) -> str:
     """A value quoted for an error message, cut short."""
     return repr(value if len(value) <= 40 else value[:40] + "...")
 
 
-def _required_object(obj: JsonObject, key: str, where: str) -> JsonObject:
+def required_object(obj: JsonObject, key: str, where: str) -> JsonObject:
     value = obj.get(key)
     if not isinstance(value, dict):
-        found = "missing" if key not in obj else _json_type(value)
-        raise MalformedPayload(f"field {_path(where, key)!r} must be a JSON object, got {found}")
+        found = "missing" if key not in obj else json_type(value)
+        raise MalformedPayload(f"field {field_path(where, key)!r} must be a JSON object, got {found}")
     return value
 
 
-def _optional_object(obj: JsonObject, key: str, where: str) -> JsonObject | None:
+def optional_object(obj: JsonObject, key: str, where: str) -> JsonObject | None:
     value = obj.get(key)
     if value is None:
         return None
     if not isinstance(value, dict):
         raise MalformedPayload(
-            f"field {_path(where, key)!r} must be a JSON object or null, got {_json_type(value)}"
+            f"field {field_path(where, key)!r} must be a JSON object or null, got {json_type(value)}"
         )
     return value
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _optional_amount(obj: JsonObject, key: str, where: str) -> int | None:
+def optional_amount(obj: JsonObject, key: str, where: str) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
-    if not _is_int(value):
+    if not is_int(value):
         raise MalformedPayload(
-            f"field {_path(where, key)!r} must be an integer amount in minor units, got {_json_type(value)}"
+            f"field {field_path(where, key)!r} must be an integer amount in minor units, got {json_type(value)}"
         )
     if not 0 <= value <= MAX_AMOUNT:
         raise MalformedPayload(
-            f"field {_path(where, key)!r} must be between 0 and {MAX_AMOUNT} minor units, "
+            f"field {field_path(where, key)!r} must be between 0 and {MAX_AMOUNT} minor units, "
             f"got {'a negative number' if value < 0 else 'a larger number'}"
         )
     return int(value)
 
 
-def _required_amount(obj: JsonObject, key: str, where: str) -> int:
-    value = _optional_amount(obj, key, where)
+def required_amount(obj: JsonObject, key: str, where: str) -> int:
+    value = optional_amount(obj, key, where)
     if value is None:
         found = "missing" if key not in obj else "null"
         raise MalformedPayload(
-            f"field {_path(where, key)!r} must be an integer amount in minor units, got {found}"
+            f"field {field_path(where, key)!r} must be an integer amount in minor units, got {found}"
         )
     return value
 
 
-def _optional_currency(obj: JsonObject, where: str) -> str | None:
-    value = _optional_str(obj, "currency", where)
+def optional_currency(obj: JsonObject, where: str) -> str | None:
+    value = optional_str(obj, "currency", where)
     if value is None:
         return None
     if not _CURRENCY.fullmatch(value):
         raise MalformedPayload(
-            f"field {_path(where, 'currency')!r} must be a three-letter ISO 4217 code, got {_show(value)}"
+            f"field {field_path(where, 'currency')!r} must be a three-letter ISO 4217 code, got {show_value(value)}"
         )
     return value.upper()
 
 
-def _optional_timestamp(obj: JsonObject, key: str, where: str) -> datetime | None:
+def optional_timestamp(obj: JsonObject, key: str, where: str) -> datetime | None:
     value = obj.get(key)
     if value is None:
         return None
-    if not _is_int(value):
+    if not is_int(value):
         raise MalformedPayload(
-            f"field {_path(where, key)!r} must be a Unix timestamp in seconds, got {_json_type(value)}"
+            f"field {field_path(where, key)!r} must be a Unix timestamp in seconds, got {json_type(value)}"
         )
     if not 0 <= value <= _MAX_UNIX_SECONDS:
-        raise MalformedPayload(f"field {_path(where, key)!r} is out of range for a Unix timestamp")
+        raise MalformedPayload(f"field {field_path(where, key)!r} is out of range for a Unix timestamp")
     return datetime.fromtimestamp(value, UTC)
 
 
-def _reference(obj: JsonObject, key: str, where: str) -> str | None:
+def reference(obj: JsonObject, key: str, where: str) -> str | None:
     """An id field that Stripe may expand into the object it names."""
     value = obj.get(key)
     if isinstance(value, dict):
-        return _required_str(value, "id", _path(where, key))
-    return _optional_str(obj, key, where)
+        return required_str(value, "id", field_path(where, key))
+    return optional_str(obj, key, where)
 
 
-def _metadata(obj: JsonObject, where: str) -> JsonObject:
-    return _optional_object(obj, "metadata", where) or {}
+def metadata_of(obj: JsonObject, where: str) -> JsonObject:
+    return optional_object(obj, "metadata", where) or {}
 
 
-def _metadata_value(metadata: JsonObject, key: str, where: str, *, max_length: int = MAX_ID) -> str | None:
-    return _optional_str(metadata, key, _path(where, "metadata"), max_length=max_length)
+def metadata_value(metadata: JsonObject, key: str, where: str, *, max_length: int = MAX_ID) -> str | None:
+    return optional_str(metadata, key, field_path(where, "metadata"), max_length=max_length)
 
 
-def _product_ref(metadata: JsonObject, where: str) -> str | None:
+def metadata_product_ref(metadata: JsonObject, where: str) -> str | None:
     for key in PRODUCT_METADATA_KEYS:
-        value = _metadata_value(metadata, key, where)
+        value = metadata_value(metadata, key, where)
         if value is not None:
             return value
     return None
 
 
-def _customer(email: str | None, name: str | None, locale: str | None) -> Customer | None:
+def make_customer(email: str | None, name: str | None, locale: str | None) -> Customer | None:
     if email is None and name is None and locale is None:
         return None
     return Customer(email=email, name=name, locale=locale)

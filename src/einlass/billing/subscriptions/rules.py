@@ -309,7 +309,9 @@ class _Play:
 
     def snapshot(self, fact: SubFact) -> None:
         word = (fact.status or "").lower()
-        if fact.plan_id:
+        # A gateway that shows the new price at once (Stripe) must not pull a
+        # downgrade that waits for the period end forward.
+        if fact.plan_id and not (self.pending_plan and self.pending_plan[0] == fact.plan_id):
             self.switch_plan(fact.at, fact.plan_id)
         if word in _ENDS_CANCELLED or word in _ENDS_EXPIRED:
             if self.ended_at is None:
@@ -451,25 +453,43 @@ def fold(
     terms_by_plan: Mapping[str, Terms],
     paid_payments: Collection[str],
     interval: str | None = None,
+    now: datetime | None = None,
 ) -> SubscriptionState:
     """The subscription's timeline from its facts.
 
     ``plan_id`` is the plan it was bought with; ``terms_by_plan`` holds that plan
     and every plan it may change to. ``paid_payments`` are the payment refs that
-    currently open access (a refunded renewal pays for nothing).
+    currently open access (a refunded renewal pays for nothing). The state's
+    fields (paid through, paused, ended, plan, ...) are as of ``now``, or as of
+    the last fact when it is None; windows and schedule cover the whole timeline.
     """
     by_key = {fact.key: fact for fact in facts}
     ordered = sorted(by_key.values(), key=lambda fact: (fact.at, _RANK[fact.kind], fact.key))
     play = _Play(terms_by_plan, plan_id, interval or terms_by_plan[plan_id].interval)
+    seen: SubscriptionState | None = None
     for fact in ordered:
+        if now is not None and seen is None and fact.at > now:
+            seen = _fields(_advanced_through(play, now))
         # Facts at an instant come before what time does at that instant: a
         # renewal paid exactly at the period end never shows as past due.
         play.advance(fact.at)
         play.clock = fact.at
         play.apply(fact, paid_payments)
+    if seen is None:
+        seen = _fields(_advanced_through(play, now) if now is not None else play)
     play.advance(None)
     if play.open_since is not None:
         play.close(play.grace_end() or play.open_since)
+    return replace(seen, windows=tuple(_merged(play.windows)), schedule=tuple(play.schedule))
+
+
+def _advanced_through(play: _Play, now: datetime) -> _Play:
+    """Everything time does up to and including ``now``."""
+    play.advance(now + timedelta(microseconds=1))
+    return play
+
+
+def _fields(play: _Play) -> SubscriptionState:
     return SubscriptionState(
         plan_id=play.plan_id,
         amount=play.amount,
@@ -483,8 +503,8 @@ def fold(
         cancel_at=play.cancel_effective(),
         ended_at=play.ended_at,
         pending_plan_id=play.pending_plan[0] if play.pending_plan else None,
-        windows=tuple(_merged(play.windows)),
-        schedule=tuple(play.schedule),
+        windows=(),
+        schedule=(),
     )
 
 

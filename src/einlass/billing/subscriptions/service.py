@@ -307,7 +307,7 @@ async def subscription_for_payment(session: AsyncSession, payment: Payment) -> S
 
 
 async def fold_subscription(
-    session: AsyncSession, merchant: Merchant, subscription: Subscription
+    session: AsyncSession, merchant: Merchant, subscription: Subscription, now: datetime | None = None
 ) -> SubscriptionState:
     # Callers apply events under no_autoflush; the fold must read the payments' new states.
     await session.flush()
@@ -333,6 +333,7 @@ async def fold_subscription(
         terms_by_plan=terms,
         paid_payments=paid,
         interval=interval or subscription.interval,
+        now=now,
     )
 
 
@@ -390,8 +391,8 @@ async def refresh(
     session: AsyncSession, merchant: Merchant, subscription: Subscription, actor: Actor, *, cause: str
 ) -> SubscriptionState:
     """Fold the facts, store the result, make the grants match the windows."""
-    state = await fold_subscription(session, merchant, subscription)
     now = clock.now()
+    state = await fold_subscription(session, merchant, subscription, now)
     if subscription.member_id is None and subscription.customer_email and state.windows:
         from einlass.billing.service import member_for_customer
 
