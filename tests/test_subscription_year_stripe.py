@@ -167,7 +167,7 @@ async def test_the_worked_year_through_stripe_events(
     await year.expect("active", paid_through=at(7, 10), access=True)
 
     # 6. 06-25: paused in Stripe (pause_collection, resumes_at 07-25): 15 paid days are kept,
-    # to be used after the pause, so paid time now reaches 07-25 + 15 days.
+    # to be used after the pause; paid through stays where the pause found it until then.
     clock.set(at(6, 25))
     await year.subscription_event(
         "customer.subscription.updated",
@@ -176,12 +176,12 @@ async def test_the_worked_year_through_stripe_events(
         paused=True,
         resumes_at=unix(at(7, 25)),
     )
-    await year.expect("paused", paid_through=at(8, 9), access=False)
+    await year.expect("paused", paid_through=at(7, 10), access=False)
     subscription = await year.stored()
     assert subscription.next_change_at is not None and as_utc(subscription.next_change_at) == at(7, 25)
     clock.set(at(7, 10))  # inside the pause, when the old period would have ended
     await year.worker_runs()
-    await year.expect("paused", paid_through=at(8, 9), access=False)
+    await year.expect("paused", paid_through=at(7, 10), access=False)
 
     # 7. 07-25: resumes by date (worker); then Stripe's object without pause_collection arrives.
     clock.set(at(7, 25))
