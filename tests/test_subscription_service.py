@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conftest import Shop
 from sqlalchemy import select
 
+from conftest import Shop
 from einlass.audit.service import Actor
 from einlass.billing.gateways.base import Customer, FactKind, PaymentEvent, SubscriptionEvent
 from einlass.billing.gateways.base import SubscriptionFactKind as Kind

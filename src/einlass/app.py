@@ -16,6 +16,7 @@ from einlass.access.cache import AccessCache
 from einlass.access.pages import router as member_pages_router
 from einlass.access.views import AUTH_METHODS, auth_check
 from einlass.audit.views import router as audit_router
+from einlass.billing.subscriptions.views import router as subscriptions_router
 from einlass.billing.views import router as billing_router
 from einlass.billing.views import webhooks as webhooks_router
 from einlass.config import Settings, get_settings
@@ -47,6 +48,7 @@ def create_api(db: Database, settings: Settings) -> FastAPI:
     for router in (
         tenants_router,
         billing_router,
+        subscriptions_router,
         members_router,
         provisioning_router,
         jobs_router,

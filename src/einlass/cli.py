@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass.audit.service import CLI
 from einlass.billing import catalogue
+from einlass.billing.subscriptions.cli import subscription_app
+from einlass.billing.subscriptions.plans import SubscriptionTerms
 from einlass.billing.views import render_area, render_order, render_plan
 from einlass.config import Settings, get_settings
 from einlass.db.engine import Database
@@ -45,6 +47,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(member_app, name="member")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(subscription_app, name="subscription")
 
 T = TypeVar("T")
 MerchantSlug = Annotated[str, typer.Argument(help="The merchant's slug")]
@@ -225,12 +228,47 @@ def plan_create(
         str | None, typer.Option(help="ISO 8601 duration such as P30D; omit for lifetime")
     ] = None,
     ref: Annotated[list[str] | None, typer.Option(help="GATEWAY=EXTERNAL_ID; repeat for more")] = None,
+    kind: Annotated[str, typer.Option(help="one_time or subscription")] = "one_time",
+    interval: Annotated[str | None, typer.Option(help="Subscription: billing interval, e.g. P1M")] = None,
+    trial: Annotated[str | None, typer.Option(help="Subscription: free trial, e.g. P14D")] = None,
+    first_amount: Annotated[int | None, typer.Option(help="Subscription: first period's price")] = None,
+    grace: Annotated[str | None, typer.Option(help="Subscription: access after a missed renewal")] = None,
+    min_term: Annotated[str | None, typer.Option(help="Subscription: minimum term, e.g. P6M")] = None,
+    cycles: Annotated[int | None, typer.Option(help="Subscription: paid periods, then it expires")] = None,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Amount and interval per purchase")] = False,
+    min_amount: Annotated[int | None, typer.Option(help="Dynamic: lowest amount")] = None,
+    max_amount: Annotated[int | None, typer.Option(help="Dynamic: highest amount")] = None,
+    min_interval: Annotated[str | None, typer.Option(help="Dynamic: shortest interval")] = None,
+    max_interval: Annotated[str | None, typer.Option(help="Dynamic: longest interval")] = None,
+    member_can_pause: Annotated[bool, typer.Option(help="Members may pause")] = False,
+    member_can_cancel: Annotated[bool, typer.Option(help="Members may cancel")] = True,
 ) -> None:
-    """Create a plan for one-time payments."""
+    """Create a plan for one-time payments, or with --kind subscription a subscription plan."""
     refs: dict[str, list[str]] = {}
     for item in ref or []:
         gateway, _, external_id = item.partition("=")
         refs.setdefault(gateway, []).append(external_id)
+    terms = SubscriptionTerms(
+        interval=interval,
+        trial_period=trial,
+        first_amount=first_amount,
+        grace_period=grace,
+        min_term=min_term,
+        max_cycles=cycles,
+        dynamic=dynamic,
+        min_amount=min_amount,
+        max_amount=max_amount,
+        min_interval=min_interval,
+        max_interval=max_interval,
+        member_can_pause=member_can_pause,
+        member_can_cancel=member_can_cancel,
+    )
+    if kind == "subscription" and period is not None:
+        raise typer.BadParameter("a subscription plan takes --interval", param_hint="--period")
+    if kind == "one_time" and terms != SubscriptionTerms():
+        raise typer.BadParameter("subscription options need --kind subscription", param_hint="--kind")
+    if kind not in ("one_time", "subscription"):
+        raise typer.BadParameter("one_time or subscription", param_hint="--kind")
 
     async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         merchant = await _merchant(session, slug)
@@ -245,6 +283,7 @@ def plan_create(
             areas=area,
             gateway_refs=refs,
             actor=CLI,
+            subscription=terms if kind == "subscription" else None,
         )
         await session.flush()
         return render_plan(created, await catalogue.plan_details(session, created))

@@ -96,6 +96,102 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Your password has been changed. Everywhere else you are now logged out.",
         "de": "Ihr Passwort wurde geändert. Überall sonst sind Sie jetzt abgemeldet.",
     },
+    # -- subscriptions on the account page
+    "your_subscriptions": {"en": "Your subscriptions", "de": "Ihre Abos"},
+    "plan": {"en": "Plan", "de": "Tarif"},
+    "paid_through": {"en": "Paid through", "de": "Bezahlt bis"},
+    "access_until": {"en": "Access until", "de": "Zugang bis"},
+    "sub_status_pending": {"en": "waiting for the first payment", "de": "wartet auf die erste Zahlung"},
+    "sub_status_trialing": {"en": "trial", "de": "Testphase"},
+    "sub_status_active": {"en": "active", "de": "aktiv"},
+    "sub_status_past_due": {"en": "payment overdue", "de": "Zahlung überfällig"},
+    "sub_status_paused": {"en": "paused", "de": "pausiert"},
+    "sub_status_cancelled": {"en": "cancelled", "de": "gekündigt"},
+    "sub_status_expired": {"en": "expired", "de": "abgelaufen"},
+    "paused_since": {"en": "Paused since {date}.", "de": "Pausiert seit {date}."},
+    "resumes_on": {"en": "It resumes on {date}.", "de": "Es wird am {date} fortgesetzt."},
+    "resumes_when_asked": {
+        "en": "It stays paused until you resume it.",
+        "de": "Es bleibt pausiert, bis Sie es fortsetzen.",
+    },
+    "cancel_pending": {
+        "en": "Cancelled: it ends on {date}.",
+        "de": "Gekündigt: es endet am {date}.",
+    },
+    "ended_on": {"en": "Ended on {date}.", "de": "Beendet am {date}."},
+    "request_pause": {"en": "pause", "de": "Pausieren"},
+    "request_resume": {"en": "resume", "de": "Fortsetzen"},
+    "request_cancel": {"en": "cancellation", "de": "Kündigen"},
+    "request_change_plan": {"en": "plan change", "de": "Tarifwechsel"},
+    "action_refused": {
+        "en": "Your {request} request was refused by the payment provider: {reason}",
+        "de": "Ihre Anfrage zum {request} wurde vom Zahlungsanbieter abgelehnt: {reason}",
+    },
+    "action_failed": {
+        "en": "Your {request} request could not be sent to the payment provider, so it was not "
+        "carried out. Please try again later.",
+        "de": "Ihre Anfrage zum {request} konnte nicht an den Zahlungsanbieter übermittelt werden "
+        "und wurde daher nicht ausgeführt. Bitte versuchen Sie es später erneut.",
+    },
+    "pause_legend": {"en": "Pause this subscription", "de": "Dieses Abo pausieren"},
+    "resume_on": {"en": "Resume on (optional)", "de": "Fortsetzen am (optional)"},
+    "resume_on_hint": {
+        "en": "Without a date it stays paused until you resume it. You have no access while it is paused; "
+        "the paid time left is kept.",
+        "de": "Ohne Datum bleibt es pausiert, bis Sie es fortsetzen. Während der Pause haben Sie keinen "
+        "Zugang; die restliche bezahlte Zeit bleibt erhalten.",
+    },
+    "pause_button": {"en": "Pause subscription", "de": "Abo pausieren"},
+    "resume_button": {"en": "Resume subscription", "de": "Abo fortsetzen"},
+    "cancel_confirm": {
+        "en": "Yes, cancel this subscription at the end of the paid period",
+        "de": "Ja, dieses Abo zum Ende der bezahlten Zeit kündigen",
+    },
+    "cancel_confirm_paused": {
+        "en": "Yes, cancel this subscription now (it is paused, so no paid time is left to run)",
+        "de": "Ja, dieses Abo jetzt kündigen (es ist pausiert, es läuft also keine bezahlte Zeit mehr)",
+    },
+    "cancel_button": {"en": "Cancel subscription", "de": "Abo kündigen"},
+    "notice_paused": {"en": "Your subscription is paused.", "de": "Ihr Abo ist pausiert."},
+    "notice_paused_until": {
+        "en": "Your subscription is paused and resumes on {date}.",
+        "de": "Ihr Abo ist pausiert und wird am {date} fortgesetzt.",
+    },
+    "notice_resumed": {"en": "Your subscription is running again.", "de": "Ihr Abo läuft wieder."},
+    "notice_cancelled": {
+        "en": "Your subscription is cancelled and ends on {date}.",
+        "de": "Ihr Abo ist gekündigt und endet am {date}.",
+    },
+    "notice_ended": {"en": "Your subscription has ended.", "de": "Ihr Abo ist beendet."},
+    "error_subscription_missing": {
+        "en": "This subscription was not found in your account.",
+        "de": "Dieses Abo wurde in Ihrem Konto nicht gefunden.",
+    },
+    "error_already_paused": {
+        "en": "This subscription is paused already.",
+        "de": "Dieses Abo ist bereits pausiert.",
+    },
+    "error_not_paused": {"en": "This subscription is not paused.", "de": "Dieses Abo ist nicht pausiert."},
+    "error_subscription_ended": {
+        "en": "This subscription has ended, so nothing was changed.",
+        "de": "Dieses Abo ist beendet; es wurde nichts geändert.",
+    },
+    "error_action_not_allowed": {
+        "en": "This plan does not allow that here. Please contact us.",
+        "de": "Dieser Tarif erlaubt das hier nicht. Bitte wenden Sie sich an uns.",
+    },
+    "error_resume_date": {
+        "en": "Please choose a resume date in the future, or none.",
+        "de": "Bitte wählen Sie ein Datum in der Zukunft für die Fortsetzung, oder keines.",
+    },
+    "error_confirm_cancel": {
+        "en": "Please tick the box to confirm the cancellation; nothing was changed.",
+        "de": "Bitte bestätigen Sie die Kündigung mit dem Häkchen; es wurde nichts geändert.",
+    },
+    "error_action": {
+        "en": "This could not be done; nothing was changed.",
+        "de": "Das war nicht möglich; es wurde nichts geändert.",
+    },
 }
 
 Translate = Callable[..., str]

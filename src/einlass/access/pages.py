@@ -14,7 +14,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from einlass import clock
-from einlass.access import sessions
+from einlass.access import account_subscriptions, sessions
 from einlass.access.i18n import (
     LANGUAGE_NAMES,
     LANGUAGES,
@@ -41,7 +41,7 @@ from einlass.access.models import MemberSession
 from einlass.access.views import SESSION_COOKIE
 from einlass.billing.models import Area
 from einlass.db.engine import Database
-from einlass.errors import InvalidInput
+from einlass.errors import EinlassError, InvalidInput
 from einlass.members.models import Grant, Member
 from einlass.members.service import access_of, check_password, get_member, grants_of, hashed, store_password
 from einlass.provisioning.hashing import precompute_push_hashes
@@ -632,6 +632,9 @@ async def _account(
         member_email=member.email or member.username or "",
         username=member.username or "",
         access=await _access_rows(session, page, member),
+        subscriptions=await account_subscriptions.subscription_rows(session, member, page.lang),
+        # The earliest resume date a pause form offers.
+        tomorrow=(clock.now() + timedelta(days=1)).date().isoformat(),
         csrf_token=member_session.csrf_token,
     )
 
@@ -663,8 +666,29 @@ def _new_password_problem(new: str, repeat: str) -> str | None:
     return None
 
 
+async def _subscription_action(
+    db: Database, page: Page, member_session: MemberSession, member: Member, form: dict[str, str]
+) -> HTMLResponse:
+    """Pause, resume or cancel from the account page; the page comes back with the outcome."""
+    try:
+        async with db.transaction() as session:
+            notice = await account_subscriptions.act(
+                session, page.merchant, member, form, clock.now(), page.lang
+            )
+    except EinlassError as error:
+        # The transaction rolled back: nothing was changed.
+        status, message = account_subscriptions.problem_of(error)
+        async with db.transaction() as session:
+            return await _account(
+                session, page, member_session, member, status=status, error=_t(page, message)
+            )
+    async with db.transaction() as session:
+        return await _account(session, page, member_session, member, notice=notice)
+
+
 @router.post("/m/{merchant}/account")
-async def change_password(request: Request, merchant: str) -> Response:
+async def account_post(request: Request, merchant: str) -> Response:
+    """The password form, or with ``subscription_action`` a subscription's pause, resume or cancel form."""
     db: Database = request.app.state.db
     async with db.transaction() as session:
         found = await _merchant(session, merchant)
@@ -680,6 +704,8 @@ async def change_password(request: Request, merchant: str) -> Response:
     member_session, member = current
     if not sessions.same_token(member_session.csrf_token, form.get("csrf_token")):
         return _refused(page, "account")
+    if "subscription_action" in form:
+        return await _subscription_action(db, page, member_session, member, form)
 
     async def again(status: int, error: str, headers: dict[str, str] | None = None) -> HTMLResponse:
         async with db.transaction() as session:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from dataclasses import fields
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -11,10 +12,20 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from einlass.billing import catalogue, inbox
-from einlass.billing.models import Area, InboxEvent, Order, Payment, PaymentStatusChange, Plan
+from einlass.billing.models import (
+    PLAN_ONE_TIME,
+    PLAN_SUBSCRIPTION,
+    Area,
+    InboxEvent,
+    Order,
+    Payment,
+    PaymentStatusChange,
+    Plan,
+)
 from einlass.billing.service import reprocess
+from einlass.billing.subscriptions.plans import SubscriptionTerms, render_terms
 from einlass.db.util import newest_first
-from einlass.errors import NotFound
+from einlass.errors import InvalidInput, NotFound
 from einlass.rest.common import ApiContext, api_context, database, iso, list_response, page_limit, settings_of
 
 router = APIRouter(tags=["billing"])
@@ -49,6 +60,7 @@ def render_area(area: Area) -> dict[str, Any]:
 
 
 def render_plan(plan: Plan, details: dict[str, Any]) -> dict[str, Any]:
+    subscription = plan.kind == PLAN_SUBSCRIPTION
     return {
         "id": plan.id,
         "object": "plan",
@@ -57,7 +69,9 @@ def render_plan(plan: Plan, details: dict[str, Any]) -> dict[str, Any]:
         "kind": plan.kind,
         "amount": plan.amount,
         "currency": plan.currency,
-        "access_period": plan.access_period or "lifetime",
+        # A subscription's access follows its billing interval (none for a dynamic plan), never lifetime.
+        "access_period": plan.access_period if subscription else plan.access_period or "lifetime",
+        "subscription": render_terms(plan) if subscription else None,
         "active": plan.active,
         **details,
         "created_at": iso(plan.created_at),
@@ -142,6 +156,37 @@ class PlanCreate(BaseModel):
     gateway_refs: dict[str, list[str]] = Field(
         default_factory=dict, description="Gateway product, tariff or price ids per gateway"
     )
+    kind: Literal["one_time", "subscription"] = Field(
+        default="one_time", description="subscription: the fields below apply, access_period does not"
+    )
+    interval: str | None = Field(default=None, description="Billing interval (ISO 8601, e.g. P1M)")
+    trial_period: str | None = Field(default=None, description="Free time before the first charge, e.g. P14D")
+    first_amount: int | None = Field(default=None, description="The first period's price, when it differs")
+    grace_period: str | None = Field(
+        default=None, description="Access kept after a missed renewal (default P3D)"
+    )
+    min_term: str | None = Field(default=None, description="A cancellation takes effect after it at earliest")
+    max_cycles: int | None = Field(default=None, description="Paid periods, then the subscription expires")
+    dynamic: bool = Field(default=False, description="Amount and interval come with each purchase")
+    min_amount: int | None = None
+    max_amount: int | None = None
+    min_interval: str | None = None
+    max_interval: str | None = None
+    member_can_pause: bool = Field(default=False, description="Members may pause on their account page")
+    member_can_cancel: bool = Field(default=True, description="Members may cancel on their account page")
+
+    def subscription_terms(self) -> SubscriptionTerms | None:
+        """The terms for a subscription plan; a one-time plan must not carry any."""
+        names = [field.name for field in fields(SubscriptionTerms) if field.name in self.model_fields_set]
+        if self.kind == PLAN_ONE_TIME:
+            if names:
+                raise InvalidInput(
+                    f"{names[0]} applies to subscription plans; set kind to subscription", param=names[0]
+                )
+            return None
+        if "access_period" in self.model_fields_set:
+            raise InvalidInput("a subscription plan takes interval, not access_period", param="access_period")
+        return SubscriptionTerms(**{name: getattr(self, name) for name in names})
 
 
 class OrderCreate(BaseModel):
@@ -150,6 +195,12 @@ class OrderCreate(BaseModel):
     customer_name: str | None = Field(default=None, max_length=200)
     order_no: str | None = Field(default=None, max_length=64, description="Omit to let einlass choose one")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    amount: int | None = Field(
+        default=None, description="Dynamic plans: minor units, within the plan's bounds"
+    )
+    interval: str | None = Field(
+        default=None, description="Dynamic plans: ISO 8601 duration, within the plan's bounds"
+    )
 
 
 @router.get("/areas")
@@ -200,6 +251,7 @@ async def create_plan(body: PlanCreate, ctx: ApiContext = Depends(api_context)) 
             areas=body.areas,
             gateway_refs=body.gateway_refs,
             actor=ctx.actor,
+            subscription=body.subscription_terms(),
         )
         await session.flush()
         return render_plan(plan, await catalogue.plan_details(session, plan))
@@ -224,6 +276,8 @@ async def create_order(body: OrderCreate, ctx: ApiContext = Depends(api_context)
             order_no=body.order_no,
             metadata=body.metadata,
             actor=ctx.actor,
+            amount=body.amount,
+            interval=body.interval,
         )
         return render_order(order)
 

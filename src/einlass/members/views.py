@@ -6,8 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, EmailStr, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass.billing.catalogue import get_area
+from einlass.billing.subscriptions.models import Subscription
 from einlass.members import service
 from einlass.members.models import Grant, Member
 from einlass.rest.common import ApiContext, api_context, iso, list_response, page_limit
@@ -50,6 +53,26 @@ def render_member(member: Member, access: list[service.AreaAccess] | None = None
             for a in access
         ]
     return document
+
+
+async def subscriptions_of(session: AsyncSession, member: Member) -> list[dict[str, Any]]:
+    """The member's subscriptions, newest first, in brief (details at /subscriptions/{id})."""
+    rows = await session.scalars(
+        select(Subscription)
+        .where(Subscription.merchant_id == member.merchant_id, Subscription.member_id == member.id)
+        .order_by(Subscription.id.desc())
+    )
+    return [
+        {
+            "id": row.id,
+            "object": "subscription",
+            "status": row.status,
+            "plan": row.plan_id,
+            "paid_through": iso(row.paid_through),
+            "access_until": iso(row.access_until),
+        }
+        for row in rows
+    ]
 
 
 class MemberCreate(BaseModel):
@@ -126,7 +149,10 @@ async def create_member(body: MemberCreate, ctx: ApiContext = Depends(api_contex
 async def get_member(member_id: str, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
     async with ctx.transaction() as session:
         member = await service.get_member(session, ctx.merchant_id, member_id)
-        return render_member(member, await service.access_of(session, member))
+        return {
+            **render_member(member, await service.access_of(session, member)),
+            "subscriptions": await subscriptions_of(session, member),
+        }
 
 
 @router.post("/members/{member_id}")

@@ -12,7 +12,7 @@ the same way. Nothing is dropped silently.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -37,8 +37,9 @@ from einlass.billing.subscriptions.models import (
     SubscriptionAction,
     SubscriptionFact,
 )
+from einlass.billing.subscriptions.plans import MAX_DAYS
 from einlass.billing.subscriptions.rules import ENDED, Status, is_upgrade
-from einlass.billing.subscriptions.service import add_fact, fact_data, refresh, terms_of
+from einlass.billing.subscriptions.service import CAUSE_WITHDRAWN, add_fact, fact_data, refresh, terms_of
 from einlass.errors import Conflict, InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.outbox.models import Job
@@ -135,6 +136,8 @@ async def request_action(
             raise Conflict("this plan cannot be paused by members", code="action_not_allowed")
         if resume_at is not None and resume_at <= now:
             raise InvalidInput("resume_at must be in the future", param="resume_at")
+        if resume_at is not None and resume_at > now + timedelta(days=MAX_DAYS):
+            raise InvalidInput("resume_at must be within 100 years", param="resume_at")
         fact_kind, data = Kind.PAUSED, fact_data(resume_at=resume_at)
         params["resume_at"] = resume_at.isoformat() if resume_at else None
     elif kind == ACTION_RESUME:
@@ -371,7 +374,7 @@ async def _settle(
                 fact.retracted_at = now
                 # The fold must read the retraction.
                 await session.flush()
-            await refresh(session, merchant, subscription, actor, cause="action")
+            await refresh(session, merchant, subscription, actor, cause=CAUSE_WITHDRAWN)
             log.warning("subscription action not done", action_id=action.id, outcome=outcome, error=error)
         record(
             session,

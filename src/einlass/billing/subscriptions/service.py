@@ -39,6 +39,7 @@ from einlass.tenants.models import PARTIAL_REFUND_KEEPS_ACCESS, Merchant
 log = structlog.get_logger(__name__)
 
 APPLIED, PARKED = "applied", "parked"
+CAUSE_WITHDRAWN = "action_withdrawn"
 # Facts that can create a subscription einlass has not seen; any other waits for it.
 OPENING_KINDS = frozenset({Kind.CREATED, Kind.PERIOD, Kind.SNAPSHOT})
 DEFAULT_GRACE = "P3D"
@@ -409,7 +410,10 @@ async def refresh(
     where = position(schedule, now)
     status = where.status
     if status != subscription.status:
-        record_status_change(session, subscription, status, where.last_change_at or now, cause)
+        # Taking back an action the gateway refused happens now, whatever instant
+        # the schedule falls back to.
+        at = now if cause == CAUSE_WITHDRAWN else where.last_change_at or now
+        record_status_change(session, subscription, status, at, cause)
         record(
             session,
             merchant_id=merchant.id,
