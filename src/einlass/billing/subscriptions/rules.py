@@ -241,7 +241,8 @@ class _Play:
         if self.paused_at is not None:
             self.resume_at = resume_at
             return
-        self.remainder = max(self.paid_through - at, timedelta(0)) if self.paid_through else timedelta(0)
+        # Negative inside the grace: a pause must not buy a fresh grace on resume.
+        self.remainder = self.paid_through - at if self.paid_through else timedelta(0)
         self.paused_at, self.resume_at = at, resume_at
         self.close(at)
         self.set_status(at, Status.PAUSED)
@@ -249,9 +250,17 @@ class _Play:
     def resume(self, at: datetime, period_end: datetime | None) -> None:
         if self.paused_at is None:
             return
-        self.paid_through = period_end if period_end is not None else at + self.remainder
+        never_paid = self.paid_through is None and self.remainder <= timedelta(0)
         self.paused_at = self.resume_at = None
+        if never_paid and period_end is None:
+            self.set_status(at, Status.PENDING)
+            return
+        self.paid_through = period_end if period_end is not None else at + self.remainder
         self.remainder = timedelta(0)
+        grace_end = self.grace_end()
+        if grace_end is not None and grace_end <= at:
+            self.end(at, Status.EXPIRED)
+            return
         if self.cancel_requested and self.cancel_on is None and self.paid_through <= at:
             self.end(at, Status.CANCELLED)
             return
@@ -324,6 +333,10 @@ class _Play:
         elif was_paused:
             self.resume(fact.at, None)
         if word in _PAID_STATES and not paused:
+            if self.ended_at is not None:
+                # The gateway collected after einlass ended it (a late retry): it runs again.
+                self.ended_at, self.cancel_requested, self.cancel_on = None, False, None
+                self.paid_through = None
             self.started_at = self.started_at or fact.at
             end = fact.trial_end if word == "trialing" and fact.trial_end else fact.period_end
             if end is not None and end > fact.at and (self.paid_through is None or end > self.paid_through):
