@@ -332,19 +332,20 @@ class _Play:
             self.pause(fact.at, fact.resume_at)
         elif was_paused:
             self.resume(fact.at, None)
-        if word in _PAID_STATES and not paused:
+        end = fact.trial_end if word == "trialing" and fact.trial_end else fact.period_end
+        pays_ahead = end is not None and end > fact.at
+        if word in _PAID_STATES and not paused and (self.ended_at is None or pays_ahead):
             if self.ended_at is not None:
                 # The gateway collected after einlass ended it (a late retry): it runs again.
                 self.ended_at, self.cancel_requested, self.cancel_on = None, False, None
                 self.paid_through = None
             self.started_at = self.started_at or fact.at
-            end = fact.trial_end if word == "trialing" and fact.trial_end else fact.period_end
             if end is not None and end > fact.at and (self.paid_through is None or end > self.paid_through):
                 self.paid_through = end
             if self.paid_through is not None and self.paid_through > fact.at:
                 self.open(fact.at)
                 self.set_status(fact.at, Status.TRIALING if word == "trialing" else Status.ACTIVE)
-        elif word == "past_due" and not paused:
+        elif word == "past_due" and not paused and self.ended_at is None and self.paid_through is not None:
             self.set_status(fact.at, Status.PAST_DUE)
         if fact.cancel_at_period_end or fact.cancel_at is not None:
             self.cancel(fact.at, True, fact.cancel_at)
