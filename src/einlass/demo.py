@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from einlass.audit.service import CLI
 from einlass.billing import catalogue
+from einlass.billing.subscriptions.plans import SubscriptionTerms
 from einlass.config import Settings
 from einlass.db.engine import Database
 from einlass.standard_webhooks import generate_secret
@@ -36,6 +37,25 @@ async def ensure_demo(db: Database, settings: Settings) -> dict[str, Any]:
                 areas=["premium"],
                 gateway_refs={"generic": ["premium-30d"], "novalnet": ["premium-30d"]},
                 actor=CLI,
+            )
+            await catalogue.create_plan(
+                session,
+                merchant,
+                slug="premium-monthly",
+                name="Premium, monthly subscription",
+                amount=490,
+                currency="EUR",
+                access_period=None,
+                areas=["premium"],
+                gateway_refs={
+                    "generic": ["premium-monthly"],
+                    "novalnet": ["premium-monthly"],
+                    "stripe": ["price_premium_monthly"],
+                },
+                actor=CLI,
+                subscription=SubscriptionTerms(
+                    interval="P1M", grace_period="P3D", member_can_pause=True, member_can_cancel=True
+                ),
             )
             generic_secret = generate_secret()
             await tenants.set_gateway_secrets(
@@ -69,5 +89,10 @@ async def ensure_demo(db: Database, settings: Settings) -> dict[str, Any]:
         "novalnet_payment_access_key": DEMO_NOVALNET_KEY,
         "stripe_webhook_secret": DEMO_STRIPE_SECRET,
         "plan": "premium-30d (9.90 EUR, 30 days, area 'premium'); gateway product id 'premium-30d'",
+        "subscription_plan": (
+            "premium-monthly (4.90 EUR every month, grace 3 days, members may pause and cancel); "
+            "gateway product id 'premium-monthly' (generic subscription.* events, Novalnet tariff), "
+            "Stripe price 'price_premium_monthly'"
+        ),
         "try": f"einlass simulate-payment {DEMO_SLUG} --email you@example.com --product premium-30d",
     }
