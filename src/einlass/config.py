@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     stripe_api_url: str = "https://api.stripe.com"
     # Timeout for one call to a gateway's API or a merchant's endpoint.
     gateway_api_timeout_s: float = 10.0
+    # A merchant report turns active when this many different merchants reported the identifier.
+    blacklist_independent_reports: int = 3
+    # Bearer token for the operator's API (/api/v1/operator/...); empty disables it.
+    operator_api_key: str = ""
     log_json: bool = False
     log_level: str = "INFO"
     redis_url: str = Field(default="")

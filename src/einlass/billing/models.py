@@ -165,6 +165,8 @@ class Payment(Base):
     amount_paid: Mapped[int] = mapped_column(default=0)
     amount_refunded: Mapped[int] = mapped_column(default=0)
     charged_back: Mapped[bool] = mapped_column(default=False)
+    # Screening on confirmation: "reject" flags the payment (no access; the merchant refunds).
+    screening_outcome: Mapped[str | None] = mapped_column(sa.String(16))
     confirmed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

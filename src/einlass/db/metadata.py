@@ -10,6 +10,7 @@ import einlass.members.models
 import einlass.outbox.models
 import einlass.provisioning.models
 import einlass.rest.models
+import einlass.screening.models
 import einlass.tenants.models  # noqa: F401
 from einlass.db.base import Base
 
