@@ -28,6 +28,9 @@ from einlass.outbox.views import router as jobs_router
 from einlass.provisioning.views import router as provisioning_router
 from einlass.rest.common import install_error_handlers
 from einlass.rest.idempotency import IdempotencyMiddleware
+from einlass.screening.decision_views import router as screening_router
+from einlass.screening.public_views import router as public_report_router
+from einlass.screening.views import router as blacklist_router
 from einlass.tenants.views import router as tenants_router
 
 log = structlog.get_logger(__name__)
@@ -53,6 +56,8 @@ def create_api(db: Database, settings: Settings) -> FastAPI:
         provisioning_router,
         jobs_router,
         audit_router,
+        screening_router,
+        blacklist_router,
     ):
         api.include_router(router)
     api.add_middleware(IdempotencyMiddleware, database=lambda: db)
@@ -96,6 +101,7 @@ def create_app(
     app.add_route("/auth/{merchant}/{area}", auth_check, methods=AUTH_METHODS, include_in_schema=False)
     app.include_router(ops_router)
     app.include_router(member_pages_router)
+    app.include_router(public_report_router)
     app.include_router(webhooks_router)
     app.mount("/api/v1", create_api(db, settings))
     return app

@@ -52,6 +52,8 @@ from einlass.errors import InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.models import GRANT_SOURCE_PAYMENT, Grant, Member
 from einlass.members.service import access_changed, create_member, normalize_email, send_credentials
+from einlass.screening.decisions import screen_payment
+from einlass.screening.models import OUTCOME_REJECT
 from einlass.tenants.models import PARTIAL_REFUND_KEEPS_ACCESS, Merchant
 
 log = structlog.get_logger(__name__)
@@ -274,7 +276,11 @@ async def _settle_member_and_grants(
         order = await session.get(Order, payment.order_id)
         if order is not None and order.status != "paid":
             order.status, order.updated_at = "paid", clock.now()
-    if payment.member_id is None and state.was_paid and payment.customer_email:
+    if state.was_paid and payment.screening_outcome is None:
+        # Before access is granted (and before a new customer gets credentials).
+        payment.screening_outcome = await screen_payment(session, settings, merchant, payment)
+    rejected = payment.screening_outcome == OUTCOME_REJECT
+    if payment.member_id is None and state.was_paid and payment.customer_email and not rejected:
         member = await _member_for_payment(session, settings, merchant, payment, event, actor)
         if member is None:
             return
@@ -292,7 +298,8 @@ async def _settle_member_and_grants(
     if plan.kind == PLAN_SUBSCRIPTION:
         return
     keeps = merchant.setting("partial_refund") == PARTIAL_REFUND_KEEPS_ACCESS
-    opens = state.opens_access(partial_refund_keeps_access=keeps)
+    opens = state.opens_access(partial_refund_keeps_access=keeps) and not rejected
+    reason = "screening rejected" if rejected else f"payment {state.status.value}"
     changed = False
     now = clock.now()
     for area_id in await plan_area_ids(session, plan):
@@ -320,7 +327,7 @@ async def _settle_member_and_grants(
                 starts_at=starts,
                 ends_at=grant_end(starts, plan.access_period),
                 revoked_at=None if opens else now,
-                revoked_reason=None if opens else f"payment {state.status.value}",
+                revoked_reason=None if opens else reason,
                 created_at=now,
                 updated_at=now,
             )
@@ -355,11 +362,7 @@ async def _settle_member_and_grants(
                 after={"payment_status": state.status.value},
             )
         elif not opens and grant is not None and grant.revoked_at is None:
-            grant.revoked_at, grant.revoked_reason, grant.updated_at = (
-                now,
-                f"payment {state.status.value}",
-                now,
-            )
+            grant.revoked_at, grant.revoked_reason, grant.updated_at = now, reason, now
             changed = True
             record(
                 session,

@@ -352,6 +352,8 @@ async def _paid_payment_refs(
                 Payment.gateway == gateway,
                 Payment.external_id.in_(refs),
                 Payment.status.in_(opening),
+                # A payment screening rejected pays for nothing (the merchant refunds it).
+                Payment.screening_outcome.is_distinct_from("reject"),
             )
         )
     )
