@@ -281,6 +281,6 @@ async def test_demo_twice_issues_a_new_key_and_no_second_merchant(cli):
             response = await http.get("/api/v1/merchant", headers=bearer(key))
             assert response.status_code == 200 and response.json()["slug"] == "demo"
         plans = (await http.get("/api/v1/plans", headers=bearer(second["api_key"]))).json()["data"]
-        assert [plan["slug"] for plan in plans] == ["premium-30d"]
+        assert [plan["slug"] for plan in plans] == ["premium-30d", "premium-monthly"]
         gateways = (await http.get("/api/v1/gateways", headers=bearer(second["api_key"]))).json()["data"]
         assert {gateway["id"] for gateway in gateways} == {"generic", "novalnet", "stripe"}

@@ -111,8 +111,9 @@ def _phone(text: str, default_region: str) -> str:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as error:
         raise InvalidInput(f"phone is not a phone number: {error}", param="phone") from None
-    if not phonenumbers.is_possible_number(number):
-        raise InvalidInput("phone is not a possible phone number", param="phone")
+    # Validity per the numbering plan: a fragment such as "12" is "possible" but names nobody.
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidInput("phone is not a valid phone number", param="phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
