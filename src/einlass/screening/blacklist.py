@@ -94,7 +94,7 @@ async def file_report(
         source=source,
         merchant_id=merchant_id,
         status=status,
-        evidence=encrypt_json(settings.secret_key, evidence) if evidence else None,
+        evidence=encrypt_json(settings.secret_key, evidence).encode() if evidence else None,
         contact_digest=contact_digest,
         created_at=now,
         updated_at=now,

@@ -18,6 +18,7 @@ from einlass.screening.models import (
     REPORT_CONFIRMED,
     REPORT_PENDING,
     REPORT_REJECTED,
+    REPORT_UNVERIFIED,
     SOURCE_MERCHANT,
 )
 
@@ -33,7 +34,8 @@ def entry_status(
     reports: Iterable[ReportView], *, expires_at: datetime, now: datetime, independent_reports: int
 ) -> str:
     """Active when the operator confirmed a report, or enough different merchants reported it."""
-    reports = list(reports)
+    # A report nobody has verified yet (an end customer's before the email link) says nothing.
+    reports = [report for report in reports if report.status != REPORT_UNVERIFIED]
     if now >= expires_at:
         return ENTRY_EXPIRED
     if any(report.status == REPORT_CONFIRMED for report in reports):

@@ -91,6 +91,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("blacklist_reports", schema=None) as batch_op:
         batch_op.create_index("ix_blacklist_reports_entry", ["entry_id"], unique=False)
+        batch_op.create_index("ix_blacklist_reports_contact", ["contact_digest"], unique=False)
         batch_op.create_index(batch_op.f("ix_blacklist_reports_merchant_id"), ["merchant_id"], unique=False)
 
     op.create_table(
@@ -177,6 +178,7 @@ def downgrade() -> None:
     op.drop_table("screening_decisions")
     with op.batch_alter_table("blacklist_reports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_blacklist_reports_merchant_id"))
+        batch_op.drop_index("ix_blacklist_reports_contact")
         batch_op.drop_index("ix_blacklist_reports_entry")
 
     op.drop_table("blacklist_reports")
