@@ -28,6 +28,8 @@ from einlass.members.views import render_grant, render_member
 from einlass.outbox.models import Job
 from einlass.outbox.service import retry_job
 from einlass.outbox.views import render_job
+from einlass.screening.blacklist_cli import blacklist_app
+from einlass.screening.decision_cli import decision_app
 from einlass.tenants import service as tenants
 from einlass.tenants.models import Merchant
 from einlass.tenants.views import render_merchant
@@ -48,6 +50,8 @@ app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(member_app, name="member")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(subscription_app, name="subscription")
+app.add_typer(decision_app)  # einlass screen, einlass whitelist ...
+app.add_typer(blacklist_app, name="blacklist")
 
 T = TypeVar("T")
 MerchantSlug = Annotated[str, typer.Argument(help="The merchant's slug")]

@@ -54,6 +54,7 @@ from einlass.members.models import GRANT_SOURCE_PAYMENT, Grant, Member
 from einlass.members.service import access_changed, create_member, normalize_email, send_credentials
 from einlass.screening.decisions import screen_payment
 from einlass.screening.models import OUTCOME_REJECT
+from einlass.screening.service import report_chargeback
 from einlass.tenants.models import PARTIAL_REFUND_KEEPS_ACCESS, Merchant
 
 log = structlog.get_logger(__name__)
@@ -141,8 +142,11 @@ async def apply_payment_event(
         },
     )
     state = await _fold_payment(session, payment)
+    was_charged_back = payment.charged_back
     await _record_state(session, payment, state, inbox.id, actor, created)
     await _settle_member_and_grants(session, settings, merchant, payment, state, event, actor)
+    if state.charged_back and not was_charged_back:
+        await report_chargeback(session, settings, merchant, payment)
     if created:
         # Parked events read this payment's grants and member: write them first.
         await session.flush()

@@ -16,6 +16,9 @@ from einlass.members.service import JOB_CREDENTIALS_EMAIL, JOB_PROVISION
 from einlass.notify.jobs import send_credentials_email
 from einlass.outbox.worker import Handler, JobContext, Periodic, Worker
 from einlass.provisioning.jobs import provisioning_periodic, sync_targets
+from einlass.screening.decisions import JOB_PAYMENT_REJECTED
+from einlass.screening.rejections import notify_payment_rejected
+from einlass.screening.service import expire_entries
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +26,7 @@ HANDLERS: dict[str, Handler] = {
     JOB_CREDENTIALS_EMAIL: send_credentials_email,
     JOB_PROVISION: sync_targets,
     JOB_SUBSCRIPTION_ACTION: perform_action,
+    JOB_PAYMENT_REJECTED: notify_payment_rejected,
 }
 
 
@@ -53,5 +57,6 @@ def build_worker(db: Database, settings: Settings) -> Worker:
             Periodic("inbox-recovery", 2.0, recover_inbox),
             Periodic("subscription-transitions", settings.subscription_transition_interval_s, transitions),
             *provisioning_periodic(settings),
+            Periodic("blacklist-retention", 3600.0, lambda context: expire_entries(context.db)),
         ],
     )

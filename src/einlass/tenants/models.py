@@ -16,6 +16,10 @@ DEFAULT_MERCHANT_SETTINGS: dict[str, Any] = {
     # A partial refund is usually a goodwill gesture, so access stays by default.
     "partial_refund": PARTIAL_REFUND_KEEPS_ACCESS,
     "locale": "en",
+    # File every chargeback as a pending blacklist report (docs/screening.md).
+    "report_chargebacks": False,
+    # Country for phone numbers without a country code (screening).
+    "default_region": "DE",
     # Member pages (/m/{merchant}/...): docs/member-pages.md.
     "session_lifetime_days": 30,
     "cookie_path": "/",

@@ -108,6 +108,16 @@ async def update_merchant(
                 f"settings.partial_refund must be {PARTIAL_REFUND_KEEPS_ACCESS!r} or {PARTIAL_REFUND_REVOKES_ACCESS!r}",
                 param="settings.partial_refund",
             )
+        if not isinstance(settings.get("report_chargebacks", False), bool):
+            raise InvalidInput(
+                "settings.report_chargebacks must be true or false", param="settings.report_chargebacks"
+            )
+        region = settings.get("default_region", "DE")
+        if not isinstance(region, str) or not re.fullmatch(r"[A-Z]{2}", region):
+            raise InvalidInput(
+                "settings.default_region must be a two-letter country code such as DE",
+                param="settings.default_region",
+            )
         if settings.get("locale", "en") not in ("en", "de"):
             raise InvalidInput("settings.locale must be 'en' or 'de'", param="settings.locale")
         for key, value in settings.items():
