@@ -107,6 +107,7 @@ def render_payment(payment: Payment) -> dict[str, Any]:
         "amount_paid": payment.amount_paid,
         "amount_refunded": payment.amount_refunded,
         "charged_back": payment.charged_back,
+        "screening_outcome": payment.screening_outcome,
         "member": payment.member_id,
         "plan": payment.plan_id,
         "order": payment.order_id,

@@ -14,8 +14,12 @@ from einlass.billing.subscriptions.models import Subscription
 from einlass.members import service
 from einlass.members.models import Grant, Member
 from einlass.rest.common import ApiContext, api_context, iso, list_response, page_limit
+from einlass.screening.decisions import decision_document, recent_decisions
+from einlass.screening.whitelist import member_whitelisted
 
 router = APIRouter(tags=["members"])
+# The member detail shows the newest screening decisions; all are at /screenings?member=.
+RECENT_SCREENINGS = 5
 
 
 def render_grant(grant: Grant) -> dict[str, Any]:
@@ -149,9 +153,12 @@ async def create_member(body: MemberCreate, ctx: ApiContext = Depends(api_contex
 async def get_member(member_id: str, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
     async with ctx.transaction() as session:
         member = await service.get_member(session, ctx.merchant_id, member_id)
+        decisions = await recent_decisions(session, ctx.merchant_id, member.id, limit=RECENT_SCREENINGS)
         return {
             **render_member(member, await service.access_of(session, member)),
             "subscriptions": await subscriptions_of(session, member),
+            "screening_decisions": [decision_document(decision) for decision in decisions],
+            "whitelisted": await member_whitelisted(session, ctx.settings, ctx.merchant, member),
         }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -103,6 +104,9 @@ def bearer_secret(request: Request) -> str | None:
     return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
 
 
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 async def api_context(request: Request) -> ApiContext:
     """Authenticate ``Authorization: Bearer <api key>``; the key decides the merchant (invariant 6)."""
     cached: ApiContext | None = getattr(request.state, "api_context", None)
@@ -117,7 +121,12 @@ async def api_context(request: Request) -> ApiContext:
     async with db.transaction() as session:
         found = await authenticate(session, secret)
         if found is not None:
-            found[1].last_used_at = clock.now()
+            now = clock.now()
+            last_used = found[1].last_used_at
+            # A minute's precision is enough, and 50 concurrent requests on one key
+            # must not queue on that key's row.
+            if last_used is None or now - last_used >= LAST_USED_PRECISION:
+                found[1].last_used_at = now
     if found is None:
         raise AuthenticationFailed("the API key is unknown or revoked")
     context = ApiContext(merchant=found[0], api_key_id=found[1].id, db=db, settings=settings_of(request))
