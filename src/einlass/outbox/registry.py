@@ -17,6 +17,7 @@ from einlass.notify.jobs import send_credentials_email
 from einlass.outbox.worker import Handler, JobContext, Periodic, Worker
 from einlass.provisioning.jobs import provisioning_periodic, sync_targets
 from einlass.screening.decisions import JOB_PAYMENT_REJECTED
+from einlass.screening.public import purge_unconfirmed
 from einlass.screening.rejections import notify_payment_rejected
 from einlass.screening.service import expire_entries
 
@@ -48,6 +49,12 @@ async def transitions(context: JobContext) -> int:
     return await run_due_transitions(context.db)
 
 
+async def purge_unconfirmed_reports(context: JobContext) -> int:
+    """End-customer reports whose email link was never followed."""
+    async with context.db.transaction() as session:
+        return await purge_unconfirmed(session, context.settings)
+
+
 def build_worker(db: Database, settings: Settings) -> Worker:
     return Worker(
         db,
@@ -58,5 +65,6 @@ def build_worker(db: Database, settings: Settings) -> Worker:
             Periodic("subscription-transitions", settings.subscription_transition_interval_s, transitions),
             *provisioning_periodic(settings),
             Periodic("blacklist-retention", 3600.0, lambda context: expire_entries(context.db)),
+            Periodic("unconfirmed-reports", 3600.0, purge_unconfirmed_reports),
         ],
     )
