@@ -16,6 +16,7 @@ from einlass.audit.service import CLI
 from einlass.config import Settings
 from einlass.screening import operator_service as operator
 from einlass.screening import service
+from einlass.screening.decisions import default_region
 from einlass.screening.identifiers import IdentifierKind, normalize
 from einlass.screening.models import REPORT_CONFIRMED, REPORT_REJECTED
 from einlass.screening.views import render_appeal, render_entry, render_own_report, render_review
@@ -70,8 +71,8 @@ def report(
     evidence = {key: value for key, value in {"text": text, "payment": payment}.items() if value}
 
     async def work(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
-        identifiers = service.parse_identifiers({k: v for k, v in given.items() if v})
         found = await get_merchant_by_slug(session, merchant)
+        identifiers = service.parse_identifiers({k: v for k, v in given.items() if v}, default_region(found))
         filed = await service.report_identifiers(
             session, settings, found, identifiers, category=category, evidence=evidence or None, actor=CLI
         )

@@ -60,7 +60,7 @@ def unseal(settings: Settings, stored: bytes | str | None) -> dict[str, Any] | N
     return decrypt_json(settings.secret_key, stored.decode() if isinstance(stored, bytes) else stored)
 
 
-def parse_identifiers(raw: dict[str, str]) -> list[Identifier]:
+def parse_identifiers(raw: dict[str, str], default_region: str = "DE") -> list[Identifier]:
     """All of them valid, or InvalidInput naming the first bad one: a report is filed whole or not at all."""
     if not raw:
         raise InvalidInput("name at least one identifier", param="identifiers")
@@ -70,7 +70,7 @@ def parse_identifiers(raw: dict[str, str]) -> list[Identifier]:
             known = ", ".join(member.value for member in IdentifierKind)
             raise InvalidInput(f"identifiers.{kind}: kind must be one of {known}", param="identifiers")
         try:
-            parsed.append(normalize(kind, value))
+            parsed.append(normalize(kind, value, default_region=default_region))
         except InvalidInput as error:
             raise InvalidInput(error.message, param=f"identifiers.{kind}") from None
     return parsed

@@ -30,6 +30,7 @@ from einlass.rest.common import (
 )
 from einlass.screening import operator_service as operator
 from einlass.screening import service
+from einlass.screening.decisions import default_region
 from einlass.screening.identifiers import IdentifierKind, normalize
 from einlass.screening.models import (
     CATEGORIES,
@@ -84,7 +85,7 @@ def render_own_report(settings: Settings, report: BlacklistReport, entry: Blackl
 
 @router.post("/blacklist_reports")
 async def create_reports(body: ReportCreate, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
-    identifiers = service.parse_identifiers(body.identifiers)
+    identifiers = service.parse_identifiers(body.identifiers, default_region(ctx.merchant))
     async with ctx.transaction() as session:
         filed = await service.report_identifiers(
             session,
