@@ -2,57 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from conftest import Shop
-from einlass.audit.service import Actor
-from einlass.billing.gateways.base import Customer, FactKind, PaymentEvent, SubscriptionEvent
+from einlass.billing.gateways.base import Customer, SubscriptionEvent
 from einlass.billing.gateways.base import SubscriptionFactKind as Kind
-from einlass.billing.models import InboxEvent
-from einlass.billing.service import apply_payment_event
 from einlass.billing.subscriptions.models import Subscription
-from einlass.billing.subscriptions.service import apply_subscription_event
 from einlass.billing.subscriptions.transitions import run_due_transitions
 from einlass.clock import FrozenClock
 from einlass.config import Settings
 from einlass.db.engine import Database
-from einlass.ids import new_id
 from einlass.members.access import GrantWindow, MemberStanding, may_enter
 from einlass.members.models import Grant, Member
-from einlass.tenants.models import Merchant
+from subscription_support import deliver, paid
 
-ACTOR = Actor("test")
 ANNA = Customer(email="anna@example.com", name="Anna", locale="de")
-
-
-async def deliver(
-    db: Database, settings: Settings, shop: Shop, *events: PaymentEvent | SubscriptionEvent
-) -> None:
-    async with db.transaction() as session:
-        merchant = await session.scalar(select(Merchant).where(Merchant.slug == shop.slug))
-        assert merchant is not None
-        inbox = InboxEvent(
-            id=new_id("evt"),
-            merchant_id=merchant.id,
-            gateway="generic",
-            event_key=new_id("key"),
-            event_type="test",
-            headers={},
-            body=b"{}",
-            status="received",
-            attempts=0,
-            received_at=datetime.now(UTC),
-        )
-        session.add(inbox)
-        await session.flush()
-        for event in events:
-            if isinstance(event, SubscriptionEvent):
-                await apply_subscription_event(session, merchant, "generic", inbox.id, event, ACTOR)
-            else:
-                await apply_payment_event(session, settings, merchant, inbox, event, ACTOR)
-            await session.flush()
 
 
 async def enters(db: Database, email: str, at: datetime, area: str = "premium") -> bool:
@@ -73,15 +39,6 @@ async def enters(db: Database, email: str, at: datetime, area: str = "premium") 
         )
 
 
-def renewal(ref: str, pay: str, at: datetime) -> tuple[PaymentEvent, SubscriptionEvent]:
-    return (
-        PaymentEvent(
-            FactKind.CONFIRMED, pay, "confirmed", amount=990, currency="EUR", customer=ANNA, occurred_at=at
-        ),
-        SubscriptionEvent(Kind.PERIOD, ref, f"period:{pay}", occurred_at=at, payment_ref=pay),
-    )
-
-
 async def test_monthly_subscription_renews_pauses_and_expires(
     db: Database, settings: Settings, sub_shop: Shop, clock: FrozenClock
 ) -> None:
@@ -89,7 +46,7 @@ async def test_monthly_subscription_renews_pauses_and_expires(
     created = SubscriptionEvent(
         Kind.CREATED, "s1", "created", occurred_at=start, product_ref="sub-monthly", customer=ANNA
     )
-    await deliver(db, settings, sub_shop, created, *renewal("s1", "p1", start))
+    await deliver(db, settings, sub_shop, created, *paid("s1", "p1", start, customer=ANNA))
     assert await enters(db, "anna@example.com", start + timedelta(days=30))
     # One month plus three days of grace, then the door closes by itself.
     assert await enters(db, "anna@example.com", start + timedelta(days=33))
@@ -101,7 +58,7 @@ async def test_monthly_subscription_renews_pauses_and_expires(
         subscription = await session.scalar(select(Subscription))
         assert subscription is not None and subscription.status == "past_due"
 
-    await deliver(db, settings, sub_shop, *renewal("s1", "p2", clock.now()))
+    await deliver(db, settings, sub_shop, *paid("s1", "p2", clock.now(), customer=ANNA))
     assert await enters(db, "anna@example.com", start + timedelta(days=60))
 
     pause_at = clock.now() + timedelta(days=1)
@@ -126,7 +83,7 @@ async def test_renewal_before_its_subscription_is_parked_then_applied(
     db: Database, settings: Settings, sub_shop: Shop, clock: FrozenClock
 ) -> None:
     start = clock.now()
-    await deliver(db, settings, sub_shop, *renewal("s2", "p2", start + timedelta(days=31)))
+    await deliver(db, settings, sub_shop, *paid("s2", "p2", start + timedelta(days=31), customer=ANNA))
     assert not await enters(db, "anna@example.com", start + timedelta(days=40))
 
 
@@ -139,7 +96,7 @@ async def test_a_worker_that_was_down_lands_on_the_current_state_once(
     created = SubscriptionEvent(
         Kind.CREATED, "s3", "created", occurred_at=start, product_ref="sub-monthly", customer=ANNA
     )
-    await deliver(db, settings, sub_shop, created, *renewal("s3", "p1", start))
+    await deliver(db, settings, sub_shop, created, *paid("s3", "p1", start, customer=ANNA))
     clock.advance(timedelta(days=120))
     assert await run_due_transitions(db) == 1
     assert await run_due_transitions(db) == 0  # idempotent: nothing is due any more

@@ -44,22 +44,20 @@ from conftest import Shop, add_subscription_plans, make_shop
 from einlass.audit.service import Actor
 from einlass.billing.gateways.base import Customer, FactKind, PaymentEvent, SubscriptionEvent
 from einlass.billing.gateways.base import SubscriptionFactKind as Kind
-from einlass.billing.models import Area, InboxEvent
-from einlass.billing.service import apply_payment_event
+from einlass.billing.models import Area
 from einlass.billing.subscriptions.actions import request_action
 from einlass.billing.subscriptions.models import Subscription
 from einlass.billing.subscriptions.rules import Status, SubFact
-from einlass.billing.subscriptions.service import PARKED, apply_subscription_event
 from einlass.billing.subscriptions.transitions import run_due_transitions
 from einlass.clock import FrozenClock
 from einlass.config import Settings
 from einlass.db.engine import Database
 from einlass.db.metadata import metadata
 from einlass.errors import Conflict
-from einlass.ids import new_id
 from einlass.members.access import GrantWindow, MemberStanding, may_enter
 from einlass.members.models import Grant, Member
 from einlass.tenants.models import Merchant
+from subscription_support import deliver, paid
 from test_subscription_rules import PHASES, Life, life_of
 
 T = TypeVar("T")
@@ -67,45 +65,12 @@ T = TypeVar("T")
 START = datetime(2027, 1, 10, 10, 0, tzinfo=UTC)
 REFS = ("sub-a", "sub-b", "sub-c")  # plan monthly: P1M, grace P3D, opens premium
 ANNA = Customer(email="anna@example.com", name="Anna", locale="de")
-GATEWAY_ACTOR, MERCHANT = Actor("test"), Actor("admin", "stateful-test")
+MERCHANT = Actor("admin", "stateful-test")
 
 
 # --- the system -----------------------------------------------------------------------------------
 
 Event: TypeAlias = PaymentEvent | SubscriptionEvent
-
-
-async def deliver(db: Database, settings: Settings, shop: Shop, *events: Event) -> list[Event]:
-    """Apply events as one delivery (as tests/test_subscription_service.py does); returns the parked ones."""
-    parked: list[Event] = []
-    async with db.transaction() as session:
-        merchant = await session.scalar(select(Merchant).where(Merchant.slug == shop.slug))
-        assert merchant is not None
-        inbox = InboxEvent(
-            id=new_id("evt"),
-            merchant_id=merchant.id,
-            gateway="generic",
-            event_key=new_id("key"),
-            event_type="test",
-            headers={},
-            body=b"{}",
-            status="received",
-            attempts=0,
-            received_at=datetime.now(UTC),
-        )
-        session.add(inbox)
-        await session.flush()
-        for event in events:
-            if isinstance(event, SubscriptionEvent):
-                outcome, _ = await apply_subscription_event(
-                    session, merchant, "generic", inbox.id, event, GATEWAY_ACTOR
-                )
-            else:
-                outcome = await apply_payment_event(session, settings, merchant, inbox, event, GATEWAY_ACTOR)
-            if outcome == PARKED:
-                parked.append(event)
-            await session.flush()
-    return parked
 
 
 async def deliver_with_parking(
@@ -144,19 +109,7 @@ def created(ref: str, payment: str, at: datetime) -> tuple[Event, ...]:
 
 
 def renewal(ref: str, payment: str, at: datetime) -> tuple[Event, ...]:
-    return (
-        PaymentEvent(
-            FactKind.CONFIRMED,
-            payment,
-            "confirmed",
-            amount=990,
-            currency="EUR",
-            customer=ANNA,
-            occurred_at=at,
-            subscription_ref=ref,
-        ),
-        SubscriptionEvent(Kind.PERIOD, ref, f"period:{payment}", occurred_at=at, payment_ref=payment),
-    )
+    return paid(ref, payment, at, customer=ANNA, subscription_ref=ref)
 
 
 # --- the machine ----------------------------------------------------------------------------------

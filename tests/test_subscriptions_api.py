@@ -9,66 +9,22 @@ import httpx
 from sqlalchemy import delete, select
 
 from conftest import Shop, make_shop
-from einlass import clock as clock_module
-from einlass.audit.service import Actor
-from einlass.billing.gateways.base import Customer, FactKind, PaymentEvent, SubscriptionEvent
+from einlass.billing.gateways.base import Customer, SubscriptionEvent
 from einlass.billing.gateways.base import SubscriptionFactKind as Kind
-from einlass.billing.models import InboxEvent
-from einlass.billing.service import apply_payment_event
 from einlass.billing.subscriptions.models import Subscription
-from einlass.billing.subscriptions.service import apply_subscription_event
 from einlass.billing.subscriptions.transitions import run_due_transitions
 from einlass.config import Settings
 from einlass.db.engine import Database
-from einlass.ids import new_id
 from einlass.outbox.worker import Worker
-from einlass.tenants.models import GatewayAccount, Merchant
+from einlass.tenants.models import GatewayAccount
 from helpers import has_access
+from subscription_support import deliver, paid
 
 API = "/api/v1"
-ACTOR = Actor("test")
 START = datetime(2027, 1, 10, 10, 0, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def deliver(
-    db: Database, settings: Settings, shop: Shop, *events: PaymentEvent | SubscriptionEvent
-) -> None:
-    """Apply gateway events below the HTTP layer, as one delivery (copied from test_subscription_service)."""
-    async with db.transaction() as session:
-        merchant = await session.scalar(select(Merchant).where(Merchant.slug == shop.slug))
-        assert merchant is not None
-        inbox = InboxEvent(
-            id=new_id("evt"),
-            merchant_id=merchant.id,
-            gateway="generic",
-            event_key=new_id("key"),
-            event_type="test",
-            headers={},
-            body=b"{}",
-            # Applied below; the worker's inbox recovery must not pick it up again.
-            status="applied",
-            attempts=0,
-            received_at=clock_module.now(),
-        )
-        session.add(inbox)
-        await session.flush()
-        for event in events:
-            if isinstance(event, SubscriptionEvent):
-                await apply_subscription_event(session, merchant, "generic", inbox.id, event, ACTOR)
-            else:
-                await apply_payment_event(session, settings, merchant, inbox, event, ACTOR)
-            await session.flush()
-
-
-def paid(ref: str, pay: str, at: datetime, amount: int = 990, currency: str = "EUR") -> list[Any]:
-    """A confirmed payment and the period it pays."""
-    return [
-        PaymentEvent(FactKind.CONFIRMED, pay, "confirmed", amount=amount, currency=currency, occurred_at=at),
-        SubscriptionEvent(Kind.PERIOD, ref, f"period:{pay}", occurred_at=at, payment_ref=pay),
-    ]
 
 
 async def subscribe(

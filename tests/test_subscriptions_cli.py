@@ -18,23 +18,18 @@ import pytest
 from sqlalchemy import select
 
 from einlass import clock
-from einlass.audit.service import Actor
-from einlass.billing.gateways.base import Customer, FactKind, PaymentEvent, SubscriptionEvent
+from einlass.billing.gateways.base import Customer, PaymentEvent, SubscriptionEvent
 from einlass.billing.gateways.base import SubscriptionFactKind as Kind
-from einlass.billing.models import InboxEvent
-from einlass.billing.service import apply_payment_event
 from einlass.billing.subscriptions.models import Subscription
-from einlass.billing.subscriptions.service import apply_subscription_event
 from einlass.config import Settings
 from einlass.db.engine import Database
-from einlass.ids import new_id
-from einlass.tenants.models import Merchant
+from subscription_support import deliver as deliver_events
+from subscription_support import paid
 
 pytestmark = pytest.mark.slow
 
 EINLASS = Path(sys.executable).with_name("einlass")
 SECRET_KEY = "cli-test-secret-key"
-ACTOR = Actor("test")
 
 
 @dataclass(frozen=True)
@@ -97,32 +92,10 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
 
 async def deliver(cli: Cli, slug: str, *events: PaymentEvent | SubscriptionEvent) -> None:
-    """Apply gateway events below the HTTP layer, as one delivery (after test_subscription_service)."""
+    """Apply gateway events below the HTTP layer, as one delivery, in the CLI's database."""
     db = Database(cli.database_url)
     try:
-        async with db.transaction() as session:
-            merchant = await session.scalar(select(Merchant).where(Merchant.slug == slug))
-            assert merchant is not None
-            inbox = InboxEvent(
-                id=new_id("evt"),
-                merchant_id=merchant.id,
-                gateway="generic",
-                event_key=new_id("key"),
-                event_type="test",
-                headers={},
-                body=b"{}",
-                status="applied",
-                attempts=0,
-                received_at=clock.now(),
-            )
-            session.add(inbox)
-            await session.flush()
-            for event in events:
-                if isinstance(event, SubscriptionEvent):
-                    await apply_subscription_event(session, merchant, "generic", inbox.id, event, ACTOR)
-                else:
-                    await apply_payment_event(session, cli.settings(), merchant, inbox, event, ACTOR)
-                await session.flush()
+        await deliver_events(db, cli.settings(), slug, *events)
     finally:
         await db.dispose()
 
@@ -212,8 +185,7 @@ async def test_subscription_commands_list_show_act_and_count(cli):
         cli,
         shop,
         SubscriptionEvent(Kind.CREATED, "y1", "created", occurred_at=now, product_ref="sub-y", customer=anna),
-        PaymentEvent(FactKind.CONFIRMED, "p1", "confirmed", amount=9900, currency="EUR", occurred_at=now),
-        SubscriptionEvent(Kind.PERIOD, "y1", "period:p1", occurred_at=now, payment_ref="p1"),
+        *paid("y1", "p1", now, 9900),
     )
     await deliver(
         cli,
