@@ -8,8 +8,6 @@ in ``einlass.access.sessions``; this module is the HTTP side.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import math
 import re
@@ -18,19 +16,17 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from jinja2 import Environment
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from einlass import clock
+from einlass import clock, web
 from einlass.access import account_subscriptions, sessions
 from einlass.access.i18n import (
-    LANGUAGE_NAMES,
     LANGUAGES,
     format_moment,
     from_accept_language,
@@ -51,36 +47,19 @@ from einlass.tenants.service import SLUG_PATTERN
 router = APIRouter(include_in_schema=False)
 
 LOGIN_CSRF_COOKIE = "einlass_login_csrf"
-MAX_FORM_BYTES = 16 * 1024
 MAX_NEXT = 2048
 MAX_USERNAME = 320
 MAX_PASSWORD = 256
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-CSS = (TEMPLATE_DIR / "page.css").read_text(encoding="utf-8").strip()
-_CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        f"default-src 'self'; style-src 'sha256-{_CSS_HASH}'; "
-        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-    ),
-    "x-frame-options": "DENY",
-    "referrer-policy": "same-origin",
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-}
+# Unlike the /report pages no form-action: the login form's redirect may lead to ``next`` on another host.
+SECURITY_HEADERS = web.security_headers(referrer_policy="same-origin")
 _PREFIX = re.compile(r"^(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/?$")
 
 
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATE_DIR),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return web.environment(TEMPLATE_DIR)
 
 
 # --------------------------------------------------------------------------- request rules (pure)
@@ -261,22 +240,13 @@ def _render(
     if page is not None:
         current = page.request.url.path.rstrip("/").rsplit("/", 1)[-1]
         keep = {"next": values["next"]} if values.get("next") else {}
-        for code in LANGUAGES:
-            query = urlencode({"lang": code, **keep})
-            languages.append(
-                {
-                    "code": code,
-                    "name": LANGUAGE_NAMES[code],
-                    "current": code == lang,
-                    "href": f"{page.base}{current}?{query}",
-                }
-            )
+        languages = web.language_menu(f"{page.base}{current}", lang, keep)
     context: dict[str, Any] = {
         "lang": lang,
         "t": translate,
         "title": translate(title),
         "merchant_name": page.merchant.name if page else "",
-        "css": Markup(CSS),  # noqa: S704 - a constant of ours, hashed into the CSP
+        "css": web.STYLE,
         "languages": languages,
         "links": page.links if page else {},
         "notice": None,
@@ -345,32 +315,6 @@ def _clear_cookie(page: Page, response: Response, name: str) -> None:
     )
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded form (first value per field); {} for anything else; None when too large."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_FORM_BYTES:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return {}
-    try:
-        fields = parse_qs(
-            body.decode("utf-8", "replace"),
-            keep_blank_values=True,
-            max_num_fields=20,
-            encoding="utf-8",
-            errors="replace",
-        )
-    except ValueError:
-        return {}
-    return {name: values[0] for name, values in fields.items()}
-
-
 # --------------------------------------------------------------------------- login
 
 
@@ -426,7 +370,7 @@ async def login(request: Request, merchant: str) -> Response:
     if found is None:
         return _not_found(request)
     page = _page(request, found)
-    form = await _read_form(request)
+    form = await web.read_form(request)
     if form is None:
         return _too_large(page)
     next_url = safe_next(form.get("next"), page.settings.allowed_hosts)
@@ -534,7 +478,7 @@ async def logout(request: Request, merchant: str) -> Response:
     if found is None:
         return _not_found(request)
     page = _page(request, found)
-    form = await _read_form(request)
+    form = await web.read_form(request)
     if form is None:
         return _too_large(page)
     async with db.transaction() as session:
@@ -696,7 +640,7 @@ async def account_post(request: Request, merchant: str) -> Response:
             return _not_found(request)
         current = await sessions.current_session(session, found.id, _session_token(request))
     page = _page(request, found, current[1] if current else None)
-    form = await _read_form(request)
+    form = await web.read_form(request)
     if form is None:
         return _too_large(page)
     if current is None:

@@ -9,21 +9,19 @@ describes the behaviour; the service is ``einlass.screening.public``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from jinja2 import Environment
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import HTMLResponse, Response
 
+from einlass import web
 from einlass.access.i18n import from_accept_language
 from einlass.config import Settings
 from einlass.db.engine import Database
@@ -52,34 +50,16 @@ from einlass.screening.public_links import (
 router = APIRouter(include_in_schema=False)
 
 CSRF_COOKIE = "einlass_report_csrf"
-MAX_FORM_BYTES = 16 * 1024
-LANGUAGE_NAMES = {"en": "English", "de": "Deutsch"}
 FORM_FIELDS = ("email", "phone", "iban", "name", "postcode", "statement")
 
-CSS = (TEMPLATE_DIR / "page.css").read_text(encoding="utf-8").strip()
-_CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
-# As on the member pages: no scripts, no framing, nothing cached.
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        f"default-src 'self'; style-src 'sha256-{_CSS_HASH}'; "
-        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'; form-action 'self'"
-    ),
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",  # the confirm page's URL holds the link's token
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-}
+# As on the member pages (einlass.web), and forms post only here; the confirm page's URL holds
+# the link's token, so it is never sent on as a referrer.
+SECURITY_HEADERS = web.security_headers(referrer_policy="no-referrer", form_action="'self'")
 
 
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATE_DIR),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return web.environment(TEMPLATE_DIR)
 
 
 # --------------------------------------------------------------------------- the page
@@ -128,26 +108,14 @@ def _render(
     def translate(key: str, **format_values: object) -> str:
         return text(page.lang, key, **format_values)
 
-    path = page.request.url.path
-    languages = [
-        {
-            "code": code,
-            "name": LANGUAGE_NAMES[code],
-            "current": code == page.lang,
-            "href": f"{path}?{urlencode({'lang': code, **(keep or {})})}",
-        }
-        for code in LANGUAGES
-    ]
-    links = {
-        name: page.link(f"/report{suffix}")
-        for name, suffix in (("report", ""), ("withdraw", "/withdraw"), ("appeal", "/appeal"))
-    }
+    languages = web.language_menu(page.request.url.path, page.lang, keep)
+    links = {purpose: page.link(path) for purpose, path in _FORM_PATHS.items()}
     links["confirm"] = page.link("/report/confirm")
     context: dict[str, Any] = {
         "lang": page.lang,
         "t": translate,
         "title": translate(title),
-        "css": Markup(CSS),  # noqa: S704 - a constant of ours, hashed into the CSP
+        "css": web.STYLE,
         "languages": languages,
         "links": links,
         "notice": None,
@@ -175,26 +143,6 @@ def _with_csrf(page: Page, template: str, *, title: str, **values: Any) -> HTMLR
         samesite="strict",
     )
     return response
-
-
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded form (first value per field); {} for anything else; None when too large."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_FORM_BYTES:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return {}
-    try:
-        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
-    except ValueError:
-        return {}
-    return {name: values[0] for name, values in fields.items()}
 
 
 # --------------------------------------------------------------------------- shared by pages and API
@@ -248,6 +196,11 @@ async def _send(page: Page, values: dict[str, str | None], link: LinkToken) -> N
 
 # --------------------------------------------------------------------------- pages
 
+_FORM_PATHS = {
+    PURPOSE_REPORT: "/report",
+    PURPOSE_WITHDRAW: "/report/withdraw",
+    PURPOSE_APPEAL: "/report/appeal",
+}
 _TEMPLATES = {PURPOSE_REPORT: "report.html", PURPOSE_WITHDRAW: "withdraw.html", PURPOSE_APPEAL: "appeal.html"}
 
 
@@ -260,17 +213,19 @@ def _error_key(error: InvalidInput) -> str:
 _FIELD_ERRORS = frozenset({*FORM_FIELDS, "name_postcode", "consent"})
 
 
+def _error(page: Page, status: int, message: str) -> HTMLResponse:
+    return _render(page, "message.html", title="title_error", status=status, error=text(page.lang, message))
+
+
 async def _form_page(request: Request, purpose: str) -> Response:
     return _with_csrf(_page(request), _TEMPLATES[purpose], title=f"title_{purpose}")
 
 
 async def _form_post(request: Request, purpose: str) -> Response:
     page = _page(request)
-    form = await _read_form(request)
+    form = await web.read_form(request)
     if form is None:
-        return _render(
-            page, "message.html", title="title_error", status=413, error=text(page.lang, "error_too_large")
-        )
+        return _error(page, 413, "error_too_large")
     values: dict[str, str | None] = {name: form.get(name, "")[:2100] for name in FORM_FIELDS}
 
     def again(status: int, error: str, headers: dict[str, str] | None = None) -> Response:
@@ -295,38 +250,21 @@ async def _form_post(request: Request, purpose: str) -> Response:
     return _render(page, "message.html", title="title_sent", notice=text(page.lang, "sent"))
 
 
-@router.get("/report")
-async def report_page(request: Request) -> Response:
-    return await _form_page(request, PURPOSE_REPORT)
+def _form_routes(purpose: str) -> None:
+    """``GET`` shows the purpose's form, ``POST`` takes it."""
+
+    async def form_page(request: Request) -> Response:
+        return await _form_page(request, purpose)
+
+    async def form_post(request: Request) -> Response:
+        return await _form_post(request, purpose)
+
+    router.add_api_route(_FORM_PATHS[purpose], form_page, methods=["GET"], name=f"{purpose}_page")
+    router.add_api_route(_FORM_PATHS[purpose], form_post, methods=["POST"], name=purpose)
 
 
-@router.post("/report")
-async def report(request: Request) -> Response:
-    return await _form_post(request, PURPOSE_REPORT)
-
-
-@router.get("/report/withdraw")
-async def withdraw_page(request: Request) -> Response:
-    return await _form_page(request, PURPOSE_WITHDRAW)
-
-
-@router.post("/report/withdraw")
-async def withdraw(request: Request) -> Response:
-    return await _form_post(request, PURPOSE_WITHDRAW)
-
-
-@router.get("/report/appeal")
-async def appeal_page(request: Request) -> Response:
-    return await _form_page(request, PURPOSE_APPEAL)
-
-
-@router.post("/report/appeal")
-async def appeal(request: Request) -> Response:
-    return await _form_post(request, PURPOSE_APPEAL)
-
-
-def _link_error(page: Page) -> HTMLResponse:
-    return _render(page, "message.html", title="title_error", status=400, error=text(page.lang, "error_link"))
+for _purpose in _FORM_PATHS:
+    _form_routes(_purpose)
 
 
 @router.get("/report/confirm")
@@ -337,7 +275,7 @@ async def confirm_page(request: Request) -> Response:
     try:
         link = open_link(page.settings.secret_key, token)
     except LinkInvalid:
-        return _link_error(page)
+        return _error(page, 400, "error_link")
     if page.explicit_lang is None:
         page.lang = link.lang
     return _with_csrf(
@@ -348,20 +286,16 @@ async def confirm_page(request: Request) -> Response:
 @router.post("/report/confirm")
 async def confirm(request: Request) -> Response:
     page = _page(request)
-    form = await _read_form(request)
+    form = await web.read_form(request)
     if form is None:
-        return _render(
-            page, "message.html", title="title_error", status=413, error=text(page.lang, "error_too_large")
-        )
+        return _error(page, 413, "error_too_large")
     if not csrf_valid(page.settings.secret_key, request.cookies.get(CSRF_COOKIE), form.get("csrf_token")):
-        return _render(
-            page, "message.html", title="title_error", status=403, error=text(page.lang, "error_csrf")
-        )
+        return _error(page, 403, "error_csrf")
     try:
         async with page.db.transaction() as session:
             outcome = await public.follow_link(session, page.settings, form.get("token"))
     except LinkInvalid:
-        return _link_error(page)
+        return _error(page, 400, "error_link")
     if page.explicit_lang is None:
         page.lang = outcome.lang
     return _render(
