@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from cli_support import Cli, migrated_cli
 from einlass.app import create_app
-from einlass.config import Settings
 from einlass.crypto import verify_password
 from einlass.db.engine import Database
 from einlass.members.models import Member
@@ -27,71 +20,12 @@ from payloads import generic
 
 pytestmark = pytest.mark.slow
 
-EINLASS = Path(sys.executable).with_name("einlass")
-SECRET_KEY = "cli-test-secret-key"
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@dataclass(frozen=True)
-class Cli:
-    workdir: Path
-    database_url: str
-    env: dict[str, str]
-
-    def run(self, command: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        """``command`` is split like a shell would; the exit code must be ``expect``."""
-        [result] = self.run_parallel((command, expect))
-        return result
-
-    def json(self, command: str) -> Any:
-        return json.loads(self.run(command).stdout)
-
-    def run_parallel(self, *calls: tuple[str, int]) -> list[subprocess.CompletedProcess[str]]:
-        """Start independent commands at once (each needs a second or more to import); check exit codes."""
-        started = [
-            (
-                command,
-                expect,
-                subprocess.Popen(
-                    [str(EINLASS), *shlex.split(command)],
-                    cwd=self.workdir,
-                    env=self.env,
-                    text=True,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                ),
-            )
-            for command, expect in calls
-        ]
-        results = []
-        for command, expect, process in started:
-            stdout, stderr = process.communicate(timeout=180)
-            assert process.returncode == expect, (
-                f"einlass {command} exited {process.returncode}\nstdout: {stdout}\nstderr: {stderr}"
-            )
-            results.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
-        return results
-
-    def settings(self) -> Settings:
-        return Settings(
-            database_url=self.database_url,
-            secret_key=SECRET_KEY,
-            run_worker_in_process=False,
-            mail_dir=self.workdir / "mail",
-            base_url="http://einlass.test",
-        )
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    """A migrated SQLite database shared by this module's tests; each test uses its own merchants."""
-    workdir = tmp_path_factory.mktemp("cli")
-    database_url = f"sqlite+aiosqlite:///{workdir / 'cli.db'}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env.update(EINLASS_DATABASE_URL=database_url, EINLASS_SECRET_KEY=SECRET_KEY, EINLASS_LOG_LEVEL="WARNING")
-    runner = Cli(workdir, database_url, env)
-    assert runner.run("migrate").stdout.strip() == "database is up to date"
-    yield runner
+    yield migrated_cli(tmp_path_factory, "cli")
 
 
 @asynccontextmanager

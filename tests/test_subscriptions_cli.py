@@ -4,91 +4,27 @@ command line in subprocesses against a SQLite file."""
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from cli_support import Cli, migrated_cli
 from einlass import clock
 from einlass.billing.gateways.base import Customer, PaymentEvent, SubscriptionEvent
 from einlass.billing.gateways.base import SubscriptionFactKind as Kind
 from einlass.billing.subscriptions.models import Subscription
-from einlass.config import Settings
 from einlass.db.engine import Database
 from subscription_support import deliver as deliver_events
 from subscription_support import paid
 
 pytestmark = pytest.mark.slow
 
-EINLASS = Path(sys.executable).with_name("einlass")
-SECRET_KEY = "cli-test-secret-key"
-
-
-@dataclass(frozen=True)
-class Cli:
-    workdir: Path
-    database_url: str
-    env: dict[str, str]
-
-    def run(self, command: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        [result] = self.run_parallel((command, expect))
-        return result
-
-    def json(self, command: str) -> Any:
-        return json.loads(self.run(command).stdout)
-
-    def run_parallel(self, *calls: tuple[str, int]) -> list[subprocess.CompletedProcess[str]]:
-        """Independent commands at once (each needs a second or more to import); exit codes checked."""
-        started = [
-            (
-                command,
-                expect,
-                subprocess.Popen(
-                    [str(EINLASS), *shlex.split(command)],
-                    cwd=self.workdir,
-                    env=self.env,
-                    text=True,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                ),
-            )
-            for command, expect in calls
-        ]
-        results = []
-        for command, expect, process in started:
-            stdout, stderr = process.communicate(timeout=180)
-            assert process.returncode == expect, (
-                f"einlass {command} exited {process.returncode}\nstdout: {stdout}\nstderr: {stderr}"
-            )
-            results.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
-        return results
-
-    def settings(self) -> Settings:
-        return Settings(
-            database_url=self.database_url,
-            secret_key=SECRET_KEY,
-            run_worker_in_process=False,
-            mail_dir=self.workdir / "mail",
-        )
-
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    workdir = tmp_path_factory.mktemp("subscription-cli")
-    database_url = f"sqlite+aiosqlite:///{workdir / 'cli.db'}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env.update(EINLASS_DATABASE_URL=database_url, EINLASS_SECRET_KEY=SECRET_KEY, EINLASS_LOG_LEVEL="WARNING")
-    runner = Cli(workdir, database_url, env)
-    runner.run("migrate")
-    yield runner
+    yield migrated_cli(tmp_path_factory, "subscription-cli")
 
 
 async def deliver(cli: Cli, slug: str, *events: PaymentEvent | SubscriptionEvent) -> None:
