@@ -569,3 +569,23 @@ if __name__ == "__main__":
         _serve_raw(int(sys.argv[2]))
     else:
         sys.exit("usage: _common.py raw-asgi PORT")
+
+
+def create_scratch_database(admin_url: str, prefix: str) -> str:
+    """A fresh PostgreSQL database for one bench run; its name starts with ``prefix``."""
+    import secrets
+
+    import psycopg
+
+    name = f"{prefix}{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_scratch_database(admin_url: str, name: str, prefix: str) -> None:
+    import psycopg
+
+    assert name.startswith(prefix), "only a bench's own database is dropped"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

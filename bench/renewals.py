@@ -47,7 +47,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Server, cpu_seconds, tables, wait_until_quiet
+from _common import (
+    Server,
+    cpu_seconds,
+    create_scratch_database,
+    drop_scratch_database,
+    tables,
+    wait_until_quiet,
+)
 
 EINLASS = Path(sys.executable).parent / "einlass"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -105,17 +112,13 @@ class Bench:
 
 
 def create_database(admin_url: str) -> Bench:
-    name = f"{DB_PREFIX}{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+    name = create_scratch_database(admin_url, DB_PREFIX)
     base = admin_url.rsplit("/", 1)[0]
     return Bench(name, f"{base}/{name}", f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://"))
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    assert name.startswith(DB_PREFIX)
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_scratch_database(admin_url, name, DB_PREFIX)
 
 
 # --- setup: schema, merchant, plan, the representative subscription, bulk rows -------------

@@ -51,6 +51,8 @@ from _common import (
     LeanClient,
     Server,
     cpu_seconds,
+    create_scratch_database,
+    drop_scratch_database,
     free_port,
     ms,
     percentile,
@@ -143,17 +145,13 @@ class Bench:
 
 
 def create_database(admin_url: str) -> Bench:
-    name = f"{DB_PREFIX}{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+    name = create_scratch_database(admin_url, DB_PREFIX)
     base = admin_url.rsplit("/", 1)[0]
     return Bench(name, f"{base}/{name}", f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://"))
 
 
 def drop_database(admin_url: str, name: str) -> None:
-    assert name.startswith(DB_PREFIX)
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_scratch_database(admin_url, name, DB_PREFIX)
 
 
 # --- set-up: schema, merchant, request bodies, the list ----------------------------------------
