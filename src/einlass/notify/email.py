@@ -251,6 +251,7 @@ async def send_email(
     *,
     message_id_domain: str = "einlass.local",
     message_id: str | None = None,
+    name_recipient: bool = True,
 ) -> str:
     """Send ``email`` through ``settings.smtp_url``, or write it into ``settings.mail_dir``.
 
@@ -258,18 +259,21 @@ async def send_email(
     job) to keep it stable across retries; a retry then overwrites the same .eml file.
     Failures raise :class:`EmailDeliveryError` (or ``ValueError`` for a bad
     ``smtp_url``, ``OSError`` for the mail folder), never carrying the body.
+    With ``name_recipient=False`` neither the logs nor the error name the
+    address (it is a screening identifier, invariant 5).
     """
     log = structlog.get_logger()
     mid = message_id.strip() if message_id else make_msgid(domain=message_id_domain)
     if not mid.startswith("<"):
         mid = f"<{mid}>"
     msg = build_message(settings, email, message_id=mid)
+    recipient = email.to if name_recipient else "(not logged)"
 
     if not settings.smtp_url:
         path = await asyncio.to_thread(
             _write_atomically, Path(settings.mail_dir), _eml_name(mid), msg.as_bytes()
         )
-        log.info("email.written", to=email.to, path=str(path), message_id=mid)
+        log.info("email.written", to=recipient, path=str(path), message_id=mid)
         return mid
 
     smtp = parse_smtp_url(settings.smtp_url)
@@ -286,8 +290,8 @@ async def send_email(
         )
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         raise EmailDeliveryError(
-            f"sending email {mid} to {email.to} via {smtp.where} failed: {_describe(exc)}",
+            f"sending email {mid} to {recipient} via {smtp.where} failed: {_describe(exc)}",
             message_id=mid,
         ) from exc
-    log.info("email.sent", to=email.to, message_id=mid, via=smtp.where)
+    log.info("email.sent", to=recipient, message_id=mid, via=smtp.where)
     return mid
