@@ -13,14 +13,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests and benchmarks need: nginx (tests/test_nginx.py runs
-# the configs in deploy/ against the real one) and wrk. A no-op when both are
-# there; run as root (or with sudo) on Debian 12.
+# the configs in deploy/ against the real one), wrk, and Chromium for the admin
+# UI's browser tests (Playwright drives /usr/bin/chromium; no browser download).
+# A no-op when all are there; run as root (or with sudo) on Debian 12.
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
 system-packages:
-	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null && command -v wrk >/dev/null || \
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null && command -v wrk >/dev/null && \
+	  test -x /usr/bin/chromium || \
 	  ($(SUDO) apt-get update && \
-	   DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends nginx wrk)
+	   DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	     nginx wrk chromium fonts-dejavu-core)
 
 install: system-packages $(STAMP)
 

@@ -15,6 +15,7 @@ from einlass.access.asgi import AuthFastPath
 from einlass.access.cache import AccessCache
 from einlass.access.pages import router as member_pages_router
 from einlass.access.views import AUTH_METHODS, auth_check
+from einlass.admin.app import create_admin
 from einlass.audit.views import router as audit_router
 from einlass.billing.subscriptions.views import router as subscriptions_router
 from einlass.billing.views import router as billing_router
@@ -104,4 +105,5 @@ def create_app(
     app.include_router(public_report_router)
     app.include_router(webhooks_router)
     app.mount("/api/v1", create_api(db, settings))
+    app.mount("/admin", create_admin(db, settings))
     return app

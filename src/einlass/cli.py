@@ -32,6 +32,7 @@ from einlass.screening.blacklist_cli import blacklist_app
 from einlass.screening.decision_cli import decision_app
 from einlass.tenants import service as tenants
 from einlass.tenants.models import Merchant
+from einlass.tenants.staff_cli import staff_app
 from einlass.tenants.views import render_merchant
 
 app = typer.Typer(
@@ -52,6 +53,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(subscription_app, name="subscription")
 app.add_typer(decision_app)  # einlass screen, einlass whitelist ...
 app.add_typer(blacklist_app, name="blacklist")
+app.add_typer(staff_app, name="staff")
 
 T = TypeVar("T")
 MerchantSlug = Annotated[str, typer.Argument(help="The merchant's slug")]

@@ -74,3 +74,52 @@ class GatewayAccount(Base):
     encrypted_secrets: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+STAFF_ROLE_OPERATOR = "operator"
+STAFF_ROLE_ADMIN = "admin"
+STAFF_ROLE_VIEWER = "viewer"
+STAFF_ROLES = (STAFF_ROLE_OPERATOR, STAFF_ROLE_ADMIN, STAFF_ROLE_VIEWER)
+
+
+class StaffAccount(Base):
+    """A person who logs in to the admin UI: the operator (no merchant) or a merchant's admin or viewer."""
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    # None for the operator, who sees every merchant.
+    merchant_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("merchants.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    role: Mapped[str] = mapped_column(sa.String(16))
+    locale: Mapped[str] = mapped_column(sa.String(8), default="en")
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    # The TOTP seed, encrypted at rest (crypto.encrypt_json).
+    encrypted_totp: Mapped[str] = mapped_column(sa.Text)
+    # The last TOTP time step accepted: a code works once.
+    last_totp_step: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class StaffSession(Base):
+    """A server-side admin session; the cookie holds a random token, the table its digest."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(sa.ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(300))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
