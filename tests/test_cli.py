@@ -209,6 +209,11 @@ async def test_demo_twice_issues_a_new_key_and_no_second_merchant(cli):
     assert first["api_key"] != second["api_key"]
     assert first["generic_signing_secret"] == second["generic_signing_secret"]
     assert [m["slug"] for m in cli.json("merchant list")].count("demo") == 1
+    # The demo's admin UI account: its password and TOTP secret are shown once, when created.
+    assert first["admin_ui"]["email"] == second["admin_ui"]["email"] == "admin@demo.example"
+    assert len(first["admin_ui"]["password"]) >= 12 and first["admin_ui"]["totp_secret"]
+    assert "totp_secret" not in second["admin_ui"]
+    assert [s["email"] for s in cli.json("staff list --merchant demo")] == ["admin@demo.example"]
 
     async with api_of(cli) as http:
         for key in (first["api_key"], second["api_key"]):

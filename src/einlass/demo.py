@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass.audit.service import CLI
 from einlass.billing import catalogue
@@ -13,11 +14,13 @@ from einlass.config import Settings
 from einlass.db.engine import Database
 from einlass.standard_webhooks import generate_secret
 from einlass.tenants import service as tenants
-from einlass.tenants.models import Merchant
+from einlass.tenants.models import Merchant, StaffAccount
+from einlass.tenants.staff import create_staff
 
 DEMO_SLUG = "demo"
 DEMO_NOVALNET_KEY = "demo-payment-access-key"
 DEMO_STRIPE_SECRET = "whsec_demo_stripe_secret"
+DEMO_ADMIN = "admin@demo.example"
 
 
 async def ensure_demo(db: Database, settings: Settings) -> dict[str, Any]:
@@ -76,6 +79,7 @@ async def ensure_demo(db: Database, settings: Settings) -> dict[str, Any]:
             # Keys are shown once; a new run of the demo issues a new one.
             issued = await tenants.create_api_key(session, merchant, "demo", CLI)
         secrets = await tenants.gateway_secrets(session, settings.secret_key, merchant.id, "generic") or {}
+        admin_ui = await _demo_staff(session, settings, merchant)
     base = settings.base_url.rstrip("/")
     return {
         "merchant": DEMO_SLUG,
@@ -95,4 +99,31 @@ async def ensure_demo(db: Database, settings: Settings) -> dict[str, Any]:
             "Stripe price 'price_premium_monthly'"
         ),
         "try": f"einlass simulate-payment {DEMO_SLUG} --email you@example.com --product premium-30d",
+        "admin_ui": {"url": f"{base}/admin/", **admin_ui},
+    }
+
+
+async def _demo_staff(session: AsyncSession, settings: Settings, merchant: Merchant) -> dict[str, Any]:
+    """The demo merchant's admin; its password and TOTP secret are shown only when it is created."""
+    exists = await session.scalar(select(StaffAccount.id).where(StaffAccount.email == DEMO_ADMIN))
+    if exists:
+        return {
+            "email": DEMO_ADMIN,
+            "password": "printed when the demo was first created; `einlass staff create` makes another account",
+        }
+    new = await create_staff(
+        session,
+        settings.secret_key,
+        email=DEMO_ADMIN,
+        role="admin",
+        merchant=merchant,
+        actor=CLI,
+        name="Demo",
+    )
+    return {
+        "email": DEMO_ADMIN,
+        "password": new.password,
+        "totp_secret": new.totp_secret,
+        "totp_uri": new.totp_uri,
+        "current_code": f".venv/bin/python -c 'import pyotp; print(pyotp.TOTP(\"{new.totp_secret}\").now())'",
     }
