@@ -7,10 +7,10 @@ from datetime import timedelta
 import httpx
 import pyotp
 
-from einlass.clock import FrozenClock
-from einlass.db.engine import Database
 from admin_support import csrf_token, forget_last_code, login, make_staff
 from conftest import Shop, make_shop
+from einlass.clock import FrozenClock
+from einlass.db.engine import Database
 
 
 async def _login_form(client: httpx.AsyncClient) -> str:
@@ -67,13 +67,13 @@ async def test_five_failures_lock_the_account_for_fifteen_minutes(
     client: httpx.AsyncClient, db: Database, shop: Shop, clock: FrozenClock
 ) -> None:
     staff = await make_staff(db, role="admin", merchant_id=shop.merchant_id)
-    for attempt in range(5):
+    for _attempt in range(5):
         token = await _login_form(client)
         answer = await client.post(
             "/admin/login",
             data={"csrf_token": token, "email": staff.email, "password": "wrong password!", "code": "123456"},
         )
-    assert answer.status_code == 429, attempt
+    assert answer.status_code == 429
     assert "locked for 15 minutes" in answer.text
     token = await _login_form(client)
     right = {"csrf_token": token, "email": staff.email, "password": staff.password, "code": staff.code()}

@@ -445,7 +445,7 @@ def jobs_list(slug: MerchantSlug, status: Annotated[str, typer.Option()] = "fail
 def jobs_retry(slug: MerchantSlug, job_id: str) -> None:
     async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         merchant = await _merchant(session, slug)
-        job = await retry_job(session, merchant.id, job_id)
+        job = await retry_job(session, merchant.id, job_id, CLI)
         if job is None:
             raise EinlassError(f"no job {job_id!r}")
         return render_job(job)

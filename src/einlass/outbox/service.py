@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
+from einlass.audit.service import Actor, record
 from einlass.db.util import insert_ignoring_conflict
 from einlass.ids import new_id
 from einlass.outbox.models import JOB_FAILED, JOB_PENDING, Job
@@ -58,17 +59,29 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.8, 1.2))
 
 
-async def retry_job(session: AsyncSession, merchant_id: str, job_id: str) -> Job | None:
+async def retry_job(session: AsyncSession, merchant_id: str, job_id: str, actor: Actor) -> Job | None:
+    """Run a failed job again from its first attempt (audited); other jobs are left as they are."""
     job = await session.scalar(
         select(Job).where(Job.id == job_id, Job.merchant_id == merchant_id).with_for_update()
     )
     if job is None:
         return None
     if job.status == JOB_FAILED:
+        before = {"status": job.status, "attempts": job.attempts, "last_error": job.last_error}
         job.status = JOB_PENDING
         job.attempts = 0
         job.run_after = clock.now()
         job.updated_at = clock.now()
+        record(
+            session,
+            merchant_id=merchant_id,
+            actor=actor,
+            action="job.retried",
+            entity_kind="job",
+            entity_id=job.id,
+            before=before,
+            after={"status": job.status, "attempts": 0},
+        )
     return job
 
 

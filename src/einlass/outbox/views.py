@@ -51,7 +51,7 @@ async def list_jobs(
 @router.post("/jobs/{job_id}/retry")
 async def retry(job_id: str, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
     async with ctx.transaction() as session:
-        job = await retry_job(session, ctx.merchant_id, job_id)
+        job = await retry_job(session, ctx.merchant_id, job_id, ctx.actor)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
         return render_job(job)
