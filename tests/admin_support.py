@@ -18,12 +18,12 @@ import httpx
 import pyotp
 from sqlalchemy import select, update
 
+from conftest import SECRET_KEY
 from einlass import clock
 from einlass.audit.service import CLI
 from einlass.db.engine import Database
 from einlass.tenants.models import Merchant, StaffAccount
 from einlass.tenants.staff import create_staff
-from conftest import SECRET_KEY
 
 PASSWORD = "staff password 123"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -55,6 +55,8 @@ LOGIN_CSRF_COOKIE = "einlass_admin_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 PREFIX = "/admin"
+# The admin's forms are larger than the member pages' (a subscription plan has 20 fields).
+MAX_FORM_FIELDS = 60
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -193,7 +195,7 @@ class Page:
 
     async def form(self, *, write: bool = True) -> dict[str, str]:
         """The posted form; refuses (403) without the session's CSRF token, or for a viewer when ``write``."""
-        form = await web.read_form(self.request)
+        form = await web.read_form(self.request, max_fields=MAX_FORM_FIELDS)
         if form is None:
             raise AdminResponse(self.message("title_error", "error_too_large", status=413))
         given = form.get(CSRF_FIELD) or self.request.headers.get(CSRF_HEADER)

@@ -32,6 +32,10 @@ from einlass.tenants.service import check_slug
 MAX_PERIOD = timedelta(days=36_525)
 
 
+# The column's size: a product, tariff or price id at the gateway.
+MAX_REFERENCE = 200
+
+
 def parse_period(value: str | None) -> timedelta | None:
     """ISO 8601 duration (P30D, PT12H, P1M counted as 30 days); None is lifetime."""
     if value is None or value.lower() == "lifetime":
@@ -175,6 +179,9 @@ async def add_gateway_reference(
         raise InvalidInput(
             f"unknown gateway {gateway!r}; one of {', '.join(GATEWAY_NAMES)}", param="gateway_refs"
         )
+    external_id = external_id.strip()
+    if not external_id or len(external_id) > MAX_REFERENCE:
+        raise InvalidInput(f"a gateway reference has 1 to {MAX_REFERENCE} characters", param="gateway_refs")
     taken = await session.scalar(
         select(GatewayReference.plan_id).where(
             GatewayReference.merchant_id == merchant.id,
@@ -228,11 +235,13 @@ async def plan_area_ids(session: AsyncSession, plan: Plan) -> list[str]:
 
 async def plan_details(session: AsyncSession, plan: Plan) -> dict[str, Any]:
     areas = await session.scalars(
-        select(Area.slug).join(PlanArea, PlanArea.area_id == Area.id).where(PlanArea.plan_id == plan.id)
+        select(Area.slug)
+        .join(PlanArea, PlanArea.area_id == Area.id)
+        .where(PlanArea.plan_id == plan.id, PlanArea.merchant_id == plan.merchant_id)
     )
     references = await session.execute(
         select(GatewayReference.gateway, GatewayReference.external_id).where(
-            GatewayReference.plan_id == plan.id
+            GatewayReference.plan_id == plan.id, GatewayReference.merchant_id == plan.merchant_id
         )
     )
     refs: dict[str, list[str]] = {}

@@ -20,6 +20,7 @@ from einlass.access.i18n import LANGUAGE_NAMES, LANGUAGES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 20
 
 CSS = (TEMPLATE_DIR / "page.css").read_text(encoding="utf-8").strip()
 STYLE = Markup(CSS)  # noqa: S704 - a constant of ours, hashed into the CSP
@@ -67,15 +68,17 @@ def language_menu(path: str, current: str, keep: dict[str, str] | None = None) -
     ]
 
 
-async def read_form(request: Request) -> dict[str, str] | None:
+async def read_form(
+    request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = MAX_FORM_FIELDS
+) -> dict[str, str] | None:
     """The urlencoded form (first value per field); {} for anything else; None when too large."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_FORM_BYTES:
+    if length.isdigit() and int(length) > max_bytes:
         return None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_FORM_BYTES:
+        if len(body) > max_bytes:
             return None
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
@@ -84,7 +87,7 @@ async def read_form(request: Request) -> dict[str, str] | None:
         fields = parse_qs(
             body.decode("utf-8", "replace"),
             keep_blank_values=True,
-            max_num_fields=20,
+            max_num_fields=max_fields,
             encoding="utf-8",
             errors="replace",
         )
