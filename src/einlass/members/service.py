@@ -214,9 +214,13 @@ async def update_member(
     email: str | None,
     name: str | None,
     actor: Actor,
+    locale: str | None = None,
 ) -> Member:
+    """Change what is given (None keeps a field); ``locale`` is the member's language, de or en."""
     _require_not_deleted(member)
-    before = member_snapshot(member)
+    if locale is not None and locale not in ("de", "en"):
+        raise InvalidInput("locale must be de or en", param="locale")
+    before = {**member_snapshot(member), "locale": member.locale}
     if email is not None:
         normalized = normalize_email(email)
         clash = await session.scalar(
@@ -231,6 +235,8 @@ async def update_member(
         member.email, member.email_normalized, member.username = email.strip(), normalized, normalized
     if name is not None:
         member.name = name
+    if locale is not None:
+        member.locale = locale
     member.updated_at = clock.now()
     record(
         session,
@@ -241,7 +247,7 @@ async def update_member(
         entity_id=member.id,
         member_id=member.id,
         before=before,
-        after=member_snapshot(member),
+        after={**member_snapshot(member), "locale": member.locale},
     )
     await access_changed(session, merchant.id, member.id, "member.updated")
     return member

@@ -1,0 +1,83 @@
+"""Admin: what the member page and its actions both read (tenant-scoped, by the member)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from einlass.admin.page import Page
+from einlass.billing.models import Payment
+from einlass.errors import InvalidInput, NotFound
+from einlass.members import service
+from einlass.members.access import GrantWindow, MemberStanding, access_until, may_enter
+from einlass.members.models import Member
+from einlass.screening.decisions import default_region, identifier_digests
+from einlass.screening.identifiers import normalize
+from einlass.screening.models import WhitelistEntry
+
+
+async def find_member(
+    page: Page, session: AsyncSession, member_id: str, *, for_update: bool = False
+) -> Member:
+    """The merchant's member, or the page's 404."""
+    try:
+        return await service.get_member(session, page.merchant_id, member_id, for_update=for_update)
+    except NotFound:
+        raise page.not_found() from None
+
+
+def access_end(windows: list[GrantWindow], area_id: str, at: datetime) -> tuple[bool, datetime | None]:
+    """Whether grants cover ``at`` and, if so, until when without a gap (None: no end).
+
+    Follows grants that start where the one before ends (an extension), using
+    the access rule itself; the member's lock is not considered here.
+    """
+    standing = MemberStanding(locked=False, deleted=False)
+    if not may_enter(standing, windows, area_id, at):
+        return False, None
+    end = access_until(windows, area_id, at)
+    for _ in windows:
+        if end is None or not may_enter(standing, windows, area_id, end):
+            break
+        end = access_until(windows, area_id, end)
+    return True, end
+
+
+async def whitelist_entries(session: AsyncSession, page: Page, member: Member) -> list[WhitelistEntry]:
+    """The merchant's whitelist entries naming this member, by id or by its email address."""
+    assert page.merchant is not None
+    matches = [WhitelistEntry.member_id == member.id]
+    if member.email:
+        try:
+            email = normalize("email", member.email, default_region=default_region(page.merchant))
+        except InvalidInput:
+            email = None
+        if email is not None:
+            [(kind, value)] = identifier_digests(page.settings, [email])
+            matches.append(and_(WhitelistEntry.kind == kind, WhitelistEntry.digest == value))
+    rows = await session.scalars(
+        select(WhitelistEntry)
+        .where(WhitelistEntry.merchant_id == page.merchant_id, or_(*matches))
+        .order_by(WhitelistEntry.id)
+    )
+    return list(rows)
+
+
+async def payments_of(session: AsyncSession, merchant_id: str, member: Member, limit: int) -> list[Payment]:
+    """The member's payments, newest first."""
+    rows = await session.scalars(
+        select(Payment)
+        .where(Payment.merchant_id == merchant_id, Payment.member_id == member.id)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def payment_ids(session: AsyncSession, merchant_id: str, member: Member) -> set[str]:
+    rows = await session.scalars(
+        select(Payment.id).where(Payment.merchant_id == merchant_id, Payment.member_id == member.id)
+    )
+    return set(rows)
