@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, get_currency_precision
 
 from einlass.access.i18n import LANGUAGES
 
@@ -52,7 +52,9 @@ def format_day(moment: datetime | None, lang: str) -> str:
 
 
 def format_money(amount_minor: int, currency: str, lang: str) -> str:
-    return format_currency(amount_minor / 100, currency.upper(), locale=lang)
+    """Minor units in the currency's own precision: 990 EUR is 9,90 €, 990 JPY is ¥990."""
+    code = currency.upper()
+    return format_currency(amount_minor / 10 ** get_currency_precision(code), code, locale=lang)
 
 
 def format_number(value: float, lang: str) -> str:
