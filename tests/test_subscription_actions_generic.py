@@ -83,6 +83,12 @@ async def test_created_renewed_paused_resumed_cancelled(client, db, sub_shop, cl
     await post(client, sub_shop, generic.subscription_renewed("gs_1", "gp_2", at=clock.now(), amount=990))
     assert (await subscription(db, "gs_1")).paid_through == day(3, 10)
 
+    # The renewal names no customer; it is still the member's payment.
+    payments = (await api(client, sub_shop, "GET", "/payments"))["data"]
+    member = await member_by_email(client, sub_shop, ANNA)
+    assert member is not None
+    assert {p["external_id"]: p["member"] for p in payments} == {"gp_1": member["id"], "gp_2": member["id"]}
+
     clock.set(day(2, 20))
     await post(client, sub_shop, generic.subscription_paused("gs_1", at=clock.now()))
     assert (await subscription(db, "gs_1")).status == "paused"

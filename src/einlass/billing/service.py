@@ -280,6 +280,10 @@ async def _settle_member_and_grants(
         order = await session.get(Order, payment.order_id)
         if order is not None and order.status != "paid":
             order.status, order.updated_at = "paid", clock.now()
+    subscription = await subscription_for_payment(session, payment)
+    if payment.member_id is None and subscription is not None and subscription.member_id is not None:
+        # A renewal names no customer: it is the subscription member's payment (and screened as theirs).
+        payment.member_id = subscription.member_id
     if state.was_paid and payment.screening_outcome is None:
         # Before access is granted (and before a new customer gets credentials).
         payment.screening_outcome = await screen_payment(session, settings, merchant, payment)
@@ -289,7 +293,6 @@ async def _settle_member_and_grants(
         if member is None:
             return
         payment.member_id = member.id
-    subscription = await subscription_for_payment(session, payment)
     if subscription is not None:
         # A subscription's payments pay its periods; its grants come from it.
         if subscription.member_id is None:

@@ -277,6 +277,9 @@ async def _link_payment(session: AsyncSession, subscription: Subscription, payme
         payment.plan_id = payment.plan_id or subscription.plan_id
         if subscription.member_id is None and payment.member_id is not None:
             subscription.member_id = payment.member_id
+        elif payment.member_id is None and subscription.member_id is not None:
+            # A renewal names no customer: it is the subscription member's payment.
+            payment.member_id = subscription.member_id
         subscription.customer_email = subscription.customer_email or payment.customer_email
         subscription.customer_name = subscription.customer_name or payment.customer_name
         subscription.customer_locale = subscription.customer_locale or payment.customer_locale
