@@ -37,7 +37,8 @@ except ImportError:  # the `live` fixture skips every test (or fails them with E
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
 
-pytestmark = pytest.mark.slow
+# One server and one Chromium for the module: under xdist all its tests go to one worker (--dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 @pytest.fixture(scope="module")
