@@ -193,9 +193,11 @@ class Page:
 
     # ------------------------------------------------------------------ forms
 
-    async def form(self, *, write: bool = True) -> dict[str, str]:
+    async def form(
+        self, *, write: bool = True, max_fields: int = MAX_FORM_FIELDS, max_bytes: int = web.MAX_FORM_BYTES
+    ) -> web.Form:
         """The posted form; refuses (403) without the session's CSRF token, or for a viewer when ``write``."""
-        form = await web.read_form(self.request, max_fields=MAX_FORM_FIELDS)
+        form = await web.read_form(self.request, max_fields=max_fields, max_bytes=max_bytes)
         if form is None:
             raise AdminResponse(self.message("title_error", "error_too_large", status=413))
         given = form.get(CSRF_FIELD) or self.request.headers.get(CSRF_HEADER)

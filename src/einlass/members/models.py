@@ -19,6 +19,37 @@ class Member(Base):
     __table_args__ = (
         sa.UniqueConstraint("merchant_id", "email_normalized"),
         sa.UniqueConstraint("merchant_id", "username"),
+        # The admin's list (einlass.members.search): newest first per merchant, keyset on the id.
+        sa.Index("ix_members_merchant_newest", "merchant_id", "id"),
+        # The few locked or deleted members of a large merchant, without scanning the others.
+        sa.Index(
+            "ix_members_locked",
+            "merchant_id",
+            "id",
+            postgresql_where=sa.text("locked_at IS NOT NULL"),
+            sqlite_where=sa.text("locked_at IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_members_deleted",
+            "merchant_id",
+            "id",
+            postgresql_where=sa.text("deleted_at IS NOT NULL"),
+            sqlite_where=sa.text("deleted_at IS NOT NULL"),
+        ),
+        # Search by the start of an email address: LIKE 'prefix%' needs a pattern index on PostgreSQL.
+        sa.Index(
+            "ix_members_email_prefix",
+            "merchant_id",
+            "email_normalized",
+            postgresql_ops={"email_normalized": "varchar_pattern_ops"},
+        ),
+        # Search by the start of any word of the name (first or last name), on PostgreSQL;
+        # the expression must be the one einlass.members.search.name_words() queries.
+        sa.Index(
+            "ix_members_name_words",
+            sa.func.to_tsvector(sa.literal_column("'simple'::regconfig"), sa.column("name")),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)

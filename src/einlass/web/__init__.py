@@ -68,10 +68,21 @@ def language_menu(path: str, current: str, keep: dict[str, str] | None = None) -
     ]
 
 
+class Form(dict[str, str]):
+    """A posted form: the first value of each field, and every value through ``getlist``."""
+
+    def __init__(self, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__({name: values[0] for name, values in (fields or {}).items()})
+        self._lists = fields or {}
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._lists.get(name, []))
+
+
 async def read_form(
     request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = MAX_FORM_FIELDS
-) -> dict[str, str] | None:
-    """The urlencoded form (first value per field); {} for anything else; None when too large."""
+) -> Form | None:
+    """The urlencoded form; an empty one for anything else; None when too large."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         return None
@@ -82,7 +93,7 @@ async def read_form(
             return None
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        return {}
+        return Form()
     try:
         fields = parse_qs(
             body.decode("utf-8", "replace"),
@@ -92,5 +103,5 @@ async def read_form(
             errors="replace",
         )
     except ValueError:
-        return {}
-    return {name: values[0] for name, values in fields.items()}
+        return Form()
+    return Form(fields)
