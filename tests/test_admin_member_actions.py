@@ -132,16 +132,16 @@ async def test_grant_by_hand_extend_and_revoke(
         admin, url, "grants", {"area": areas["archive"], "until": "2026-03-31", "note": "goodwill"}
     )
     assert "Access to Archive is granted." in page
-    assert '<th scope="row">Archive</th>' in page and "4/1/26, 12:00 AM" in page and "goodwill" in page
+    assert '<th scope="row">Archive</th>' in page and "01/04/2026, 00:00" in page and "goodwill" in page
     created = await audited(db, admin, "grant.created", mid)
     assert created.after is not None and created.after["note"] == "goodwill"
     assert created.after["ends_at"] == "2026-04-01T00:00:00+00:00"
 
     # Extending premium starts where its access ends now; twice in a row follows on.
     page = await act(admin, url, "extend", {"area": areas["premium"], "period": "30d"})
-    assert "Access to Premium is extended until 5/5/26, 9:00 AM." in page
+    assert "Access to Premium is extended until 05/05/2026, 09:00." in page
     page = await act(admin, url, "extend", {"area": areas["premium"], "period": "1y", "note": "loyal"})
-    assert "Access to Premium is extended until 5/5/27, 9:00 AM." in page
+    assert "Access to Premium is extended until 05/05/2027, 09:00." in page
     assert "extended: loyal" in page
     extended = await audited(db, admin, "grant.created", mid)
     assert extended.after is not None
@@ -182,43 +182,45 @@ async def test_subscription_actions(
     subscription = member["subscriptions"][0]["id"]
     admin = await admin_of(client, db, sub_shop)
     url = f"/admin/m/{sub_shop.slug}/members/{member['id']}"
-    base = f"subscriptions/{subscription}"
+    action = f"subscriptions/{subscription}/action"  # the subscription page's forms, back to this page
 
-    page = await act(admin, url, f"{base}/pause", {"resume_at": "2026-03-20"})
-    assert "The subscription is paused." in page and "paused" in page and "resumes 3/20/26" in page
+    page = await act(admin, url, action, {"action": "pause", "resume_on": "2026-03-20"})
+    assert (
+        "Pause: done here and sent to the gateway." in page and "paused" in page and "resumes 20/03/2026" in page
+    )
     assert "pause: waiting for the gateway" in page
     entry = await audited(db, admin, "subscription.pause_requested")
     assert entry.member_id == member["id"] and entry.after == {"resume_at": "2026-03-20T00:00:00+00:00"}
 
     clock.advance(timedelta(minutes=1))
-    page = await act(admin, url, f"{base}/resume")
-    assert "The subscription is resumed." in page
+    page = await act(admin, url, action, {"action": "resume"})
+    assert "Resume: done here and sent to the gateway." in page
     await audited(db, admin, "subscription.resume_requested")
 
     clock.advance(timedelta(minutes=1))
     plans = {plan["slug"]: plan["id"] for plan in (await api(client, sub_shop, "GET", "/plans"))["data"]}
-    page = await act(admin, url, f"{base}/change_plan", {"plan": plans["yearly"]})
-    assert "The plan change is requested." in page
+    page = await act(admin, url, action, {"action": "change_plan", "plan": plans["yearly"]})
+    assert "Change plan: done here and sent to the gateway." in page
     await audited(db, admin, "subscription.change_plan_requested")
     changed = await api(client, sub_shop, "GET", f"/subscriptions/{subscription}")
     assert plans["yearly"] in (changed["plan"], changed["pending_plan"])  # now, or at the period's end
     assert "Yearly" in page
 
     clock.advance(timedelta(minutes=1))
-    page = await act(admin, url, f"{base}/cancel", {"when": "period_end"})
-    assert "The subscription is cancelled." in page
+    page = await act(admin, url, action, {"action": "cancel", "when": "period_end"})
+    assert "Cancel: done here and sent to the gateway." in page
     await audited(db, admin, "subscription.cancel_requested")
     detail = await api(client, sub_shop, "GET", f"/subscriptions/{subscription}")
     assert detail["cancel_at"] is not None
 
     clock.advance(timedelta(minutes=1))
     # A refusal of the service comes back as the page's error.
-    page = await act(admin, url, f"{base}/resume")
+    page = await act(admin, url, action, {"action": "resume"})
     assert "Nothing was changed: the subscription is not paused" in page
     # Another member's subscription is not reachable through this member.
     other = await new_member(client, sub_shop, "other@example.com")
     await admin.get(url)
-    answer = await admin.post(f"/admin/m/{sub_shop.slug}/members/{other['id']}/{base}/pause")
+    answer = await admin.post(f"/admin/m/{sub_shop.slug}/members/{other['id']}/{action}", {"action": "pause"})
     assert answer.status_code == 404
 
 
@@ -265,6 +267,6 @@ async def test_an_unknown_subscription_action_is_not_found(
     admin = await admin_of(client, db, shop)
     url = f"/admin/m/{shop.slug}/members/{member['id']}"
     await admin.get(url)
-    assert (await admin.post(f"{url}/subscriptions/sub_x/explode")).status_code == 404
-    assert (await admin.post(f"{url}/subscriptions/sub_x/pause")).status_code == 404
+    assert (await admin.post(f"{url}/subscriptions/sub_x/action", {"action": "explode"})).status_code == 404
+    assert (await admin.post(f"{url}/subscriptions/sub_x/action", {"action": "pause"})).status_code == 404
     assert (await admin.post(f"{url}/whitelist/wle_x/remove")).status_code == 404

@@ -66,7 +66,7 @@ async def test_the_page_shows_profile_access_subscriptions_payments_decisions_an
     assert '<span class="badge good">active</span>' in html
     # access per area and the timeline of grants, with links to their sources on the page
     assert '<th scope="row">Premium</th>' in html
-    assert "4/5/26, 9:00 AM" in html  # the subscription's access (a month plus grace) is the latest end
+    assert "05/04/2026, 09:00" in html  # the subscription's access (a month plus grace) is the latest end
     subscription = member["subscriptions"][0]["id"]
     assert f'<a href="#subscription-{subscription}">{subscription}</a>' in html
     for payment in payments["data"]:

@@ -888,6 +888,24 @@ async def test_manual_grants_with_and_without_end_and_revocation(client, shop, c
     )
 
 
+async def test_access_until_follows_an_adjacent_grant(client, shop, clock):
+    """A grant that starts where another ends (an extension): the access lasts to the second's end."""
+    member = await create_member(client, shop, "extended@example.com")
+    first_end = clock.now() + timedelta(days=10)
+    second_end = first_end + timedelta(days=30)
+    for starts, ends in ((clock.now(), first_end), (first_end, second_end)):
+        await call(
+            client,
+            shop,
+            "POST",
+            f"/members/{member['id']}/grants",
+            201,
+            json={"area": "premium", "starts_at": starts.isoformat(), "ends_at": ends.isoformat()},
+        )
+    shown = access(await get_member(client, shop, member["id"]), "premium")
+    assert shown is not None and shown["active"] and shown["until"] == second_end.isoformat()
+
+
 # --------------------------------------------------------------------------- plans
 
 

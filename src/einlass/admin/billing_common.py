@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass.admin.i18n import MESSAGES, NO_VALUE, register
 from einlass.admin.page import Page
+from einlass.billing.catalogue import list_plans
 from einlass.billing.models import Plan
 from einlass.db.util import newest_first
 from einlass.members.models import Member
@@ -68,7 +69,8 @@ async def members_by_id(
 
 
 async def plans_by_id(session: AsyncSession, merchant_id: str) -> dict[str, Plan]:
-    rows = await session.scalars(select(Plan).where(Plan.merchant_id == merchant_id).order_by(Plan.name))
+    """The merchant's plans by id, in the order of their names."""
+    rows = sorted(await list_plans(session, merchant_id), key=lambda plan: plan.name)
     return {plan.id: plan for plan in rows}
 
 
@@ -211,6 +213,7 @@ register(
             "de": "Leer lassen, um bis zur manuellen Fortsetzung zu pausieren.",
         },
         "billing_reason": {"en": "Reason (optional)", "de": "Grund (optional)"},
+        "billing_cancel_subscription": {"en": "Cancel subscription", "de": "Abo kündigen"},
         "billing_cancel_when": {"en": "When", "de": "Wann"},
         "billing_cancel_period_end": {
             "en": "At the end of the paid period",

@@ -9,13 +9,13 @@ calls. The form handling is reusable by any page that shows a subscription
   action a posted form asks for, applied; raises ``EinlassError``.
 * ``post_subscription_action(page, subscription_id, back, member_id=None)``: a
   whole POST handler (CSRF and role check, lock, action, redirect with a notice).
-* ``change_plan_choices(session, merchant_id, subscription)``: the plans to offer.
+* ``change_plan_choices(plans, subscription)``: the plans to offer.
 * the template macro ``action_forms`` in ``billing/_subscription_actions.html``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Request
@@ -42,8 +42,8 @@ from einlass.billing.subscriptions.models import (
     ACTION_PAUSE,
     Subscription,
     SubscriptionAction,
-    SubscriptionStatusChange,
 )
+from einlass.billing.subscriptions.queries import find_subscription, status_history, subscriptions_query
 from einlass.billing.subscriptions.rules import ENDED, Status
 from einlass.errors import EinlassError, InvalidInput, NotFound
 from einlass.tenants.models import StaffAccount
@@ -123,21 +123,16 @@ async def post_subscription_action(
     )
 
 
-async def change_plan_choices(
-    session: AsyncSession, merchant_id: str, subscription: Subscription
-) -> list[tuple[str, str]]:
-    """The active subscription plans a subscription can switch to, as (id, name) pairs."""
-    rows = await session.scalars(
-        select(Plan)
-        .where(
-            Plan.merchant_id == merchant_id,
-            Plan.kind == PLAN_SUBSCRIPTION,
-            Plan.active.is_(True),
-            Plan.id != subscription.plan_id,
-        )
-        .order_by(Plan.name)
+def change_plan_choices(plans: Iterable[Plan], subscription: Subscription) -> list[tuple[str, str]]:
+    """The merchant's active subscription plans ``subscription`` can switch to, as (id, name) pairs by name."""
+    return sorted(
+        (
+            (plan.id, plan.name)
+            for plan in plans
+            if plan.kind == PLAN_SUBSCRIPTION and plan.active and plan.id != subscription.plan_id
+        ),
+        key=lambda pair: pair[1],
     )
-    return [(plan.id, plan.name) for plan in rows]
 
 
 async def requesters(
@@ -174,11 +169,7 @@ async def subscriptions(request: Request, slug: str) -> Response:
         plans = await plans_by_id(session, page.merchant_id)
         subscription_plans = [plan for plan in plans.values() if plan.kind == PLAN_SUBSCRIPTION]
         plan = choice(params.get("plan"), [p.id for p in subscription_plans])
-        query = select(Subscription).where(Subscription.merchant_id == page.merchant_id)
-        if status:
-            query = query.where(Subscription.status == status)
-        if plan:
-            query = query.where(Subscription.plan_id == plan)
+        query = subscriptions_query(page.merchant_id, status=status or None, plan=plan or None)
         found = await keyset_page(session, query, Subscription.id, params.get("after"))
         members = await members_by_id(session, page.merchant_id, (s.member_id for s in found.rows))
     return page.render(
@@ -204,23 +195,11 @@ async def subscriptions(request: Request, slug: str) -> Response:
 async def subscription_detail(request: Request, slug: str, subscription_id: str) -> Response:
     page = await merchant_page(request, slug)
     async with page.db.transaction() as session:
-        subscription = await session.scalar(
-            select(Subscription).where(
-                Subscription.merchant_id == page.merchant_id, Subscription.id == subscription_id
-            )
-        )
-        if subscription is None:
-            raise page.not_found()
-        history = list(
-            await session.scalars(
-                select(SubscriptionStatusChange)
-                .where(
-                    SubscriptionStatusChange.merchant_id == page.merchant_id,
-                    SubscriptionStatusChange.subscription_id == subscription.id,
-                )
-                .order_by(SubscriptionStatusChange.recorded_at, SubscriptionStatusChange.id)
-            )
-        )
+        try:
+            subscription = await find_subscription(session, page.merchant_id, subscription_id)
+        except NotFound:
+            raise page.not_found() from None
+        history = await status_history(session, subscription)
         done = await actions.list_actions(session, page.merchant_id, subscription.id)
         requested_by = await requesters(session, page.merchant_id, done)
         payments = list(
@@ -233,7 +212,6 @@ async def subscription_detail(request: Request, slug: str, subscription_id: str)
         )
         members = await members_by_id(session, page.merchant_id, [subscription.member_id])
         plans = await plans_by_id(session, page.merchant_id)
-        choices = await change_plan_choices(session, page.merchant_id, subscription)
     return page.render(
         "billing/subscription.html",
         title=page.t("billing_title_subscription", id=subscription.id),
@@ -244,7 +222,7 @@ async def subscription_detail(request: Request, slug: str, subscription_id: str)
         payments=payments,
         member=members.get(subscription.member_id or ""),
         plans=plans,
-        plan_choices=choices,
+        plan_choices=change_plan_choices(plans.values(), subscription),
         action_url=page.url(f"subscriptions/{subscription.id}/action"),
         member_name=member_name,
         label=lambda group, value: label(page, group, value),

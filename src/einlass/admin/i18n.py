@@ -38,17 +38,27 @@ def translator(lang: str) -> Translate:
     return translate
 
 
+def _date_locale(lang: str) -> str:
+    # British English: day before month and a 24-hour clock, as the merchants (in Europe) read dates.
+    return "en_GB" if lang == "en" else lang
+
+
 def format_when(moment: datetime | None, lang: str) -> str:
-    """A point in time for staff, short, in UTC; a dash for none."""
+    """A point in time for staff, short, in UTC ("05/12/2026, 09:00"); a dash for none."""
     if moment is None:
         return NO_VALUE
-    return format_datetime(moment.astimezone(UTC), format="short", tzinfo=UTC, locale=lang)
+    return format_datetime(
+        moment.astimezone(UTC),
+        "dd/MM/yyyy, HH:mm" if lang == "en" else "dd.MM.yyyy, HH:mm",
+        tzinfo=UTC,
+        locale=_date_locale(lang),
+    )
 
 
 def format_day(moment: datetime | None, lang: str) -> str:
     if moment is None:
         return NO_VALUE
-    return format_date(moment.astimezone(UTC), format="medium", locale=lang)
+    return format_date(moment.astimezone(UTC), format="medium", locale=_date_locale(lang))
 
 
 def format_money(amount_minor: int, currency: str, lang: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
@@ -20,15 +19,14 @@ from starlette.responses import Response
 
 from einlass import clock
 from einlass.admin import member_detail_text  # noqa: F401  (registers the strings)
+from einlass.admin.billing_subscriptions import post_subscription_action
 from einlass.admin.i18n import format_when
-from einlass.admin.member_reads import access_end, find_member, payment_ids, whitelist_entries
+from einlass.admin.member_reads import find_member, payment_ids, whitelist_entries
 from einlass.admin.page import Page, merchant_page
-from einlass.audit.service import record
 from einlass.billing.catalogue import get_area
-from einlass.billing.subscriptions import actions
-from einlass.billing.subscriptions.models import ACTION_KINDS
-from einlass.errors import EinlassError, NotFound
+from einlass.errors import EinlassError
 from einlass.members import service
+from einlass.members.access import MemberStanding, access_until, may_enter
 from einlass.members.models import Grant, Member
 from einlass.screening import service as screening
 from einlass.screening import whitelist
@@ -41,6 +39,7 @@ MAX_TEXT = 500
 EXTEND_PERIODS = {"30d": timedelta(days=30), "90d": timedelta(days=90)}
 EXTEND_CHOICES = ("30d", "90d", "1y", "until")
 REVOKE_REASON = "revoked by admin"
+UNLOCKED = MemberStanding(locked=False, deleted=False)
 
 
 class FormProblem(Exception):
@@ -186,16 +185,8 @@ async def resend_credentials(request: Request, slug: str, member_id: str) -> Res
         if member.deleted_at is not None:
             raise FormProblem(page.t("md_is_deleted"))
         new_password = member.password_hash is None
-        await service.send_credentials(session, page.merchant, member, new_password=new_password)
-        record(
-            session,
-            merchant_id=page.merchant_id,
-            actor=page.actor,
-            action="member.credentials_sent",
-            entity_kind="member",
-            entity_id=member.id,
-            member_id=member.id,
-            after={"new_password": new_password},
+        await service.send_credentials(
+            session, page.merchant, member, new_password=new_password, actor=page.actor
         )
         return page.t("md_resend_done")
 
@@ -242,10 +233,10 @@ async def extend(request: Request, slug: str, member_id: str) -> Response:
         until_day = day(page, form, "until")
         now = clock.now()
         windows = [service.window(grant) for grant in await service.grants_of(session, member)]
-        covered, end = access_end(windows, area.id, now)
-        if covered and end is None:
+        # The grants decide, not the member's lock: a locked member's extension follows on too.
+        starts = access_until(windows, area.id, now) if may_enter(UNLOCKED, windows, area.id, now) else now
+        if starts is None:
             raise FormProblem(page.t("md_extend_unlimited"))
-        starts = end if covered and end is not None else now
         if period == "until":
             if until_day is None:
                 raise FormProblem(page.t("md_extend_no_day"))
@@ -292,45 +283,12 @@ async def revoke(request: Request, slug: str, member_id: str, grant_id: str) -> 
 # -- subscriptions -----------------------------------------------------------------------------------
 
 
-@router.post(MEMBER + "/subscriptions/{subscription_id}/{kind}")
-async def subscription_action(
-    request: Request, slug: str, member_id: str, subscription_id: str, kind: str
-) -> Response:
-    """Pause, resume, cancel or change plan, as ``POST /api/v1/subscriptions/{id}/{kind}``."""
+@router.post(MEMBER + "/subscriptions/{subscription_id}/action")
+async def subscription_action(request: Request, slug: str, member_id: str, subscription_id: str) -> Response:
+    """The subscription page's action form, posted from the member page: back to the member page."""
     page = await merchant_page(request, slug)
-    if kind not in ACTION_KINDS:
-        raise page.not_found()
-    form = await page.form()
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        try:
-            subscription = await actions.get_subscription(session, page.merchant_id, subscription_id)
-        except NotFound:
-            raise page.not_found() from None
-        if subscription.member_id != member.id:
-            raise page.not_found()
-        params: dict[str, Any] = {}
-        if kind == "pause":
-            params["resume_at"] = day(page, form, "resume_at")
-        elif kind == "cancel":
-            if form.get("when") not in ("period_end", "now"):
-                raise FormProblem(page.t("md_bad_choice"))
-            params["at_period_end"] = form["when"] == "period_end"
-        elif kind == "change_plan":
-            params["plan"] = form.get("plan") or None
-        await actions.request_action(
-            session,
-            page.merchant,
-            subscription,
-            kind,
-            actor=page.actor,
-            reason=text(page, form, "reason"),
-            **params,
-        )
-        return page.t(f"md_sub_done_{kind}")
-
-    return await act(page, member_id, work)
+    back = page.url(f"members/{member_id}")
+    return await post_subscription_action(page, subscription_id, back, member_id=member_id)
 
 
 # -- screening ---------------------------------------------------------------------------------------

@@ -18,13 +18,15 @@ from starlette.responses import Response
 
 from einlass import clock
 from einlass.admin import member_actions
-from einlass.admin.member_reads import access_end, find_member, payments_of, whitelist_entries
+from einlass.admin.billing_subscriptions import change_plan_choices
+from einlass.admin.member_reads import find_member, payments_of, whitelist_entries
 from einlass.admin.page import Page, merchant_page
 from einlass.audit.models import AuditEntry
 from einlass.audit.service import list_entries
 from einlass.billing.catalogue import list_areas, list_plans
-from einlass.billing.models import PLAN_SUBSCRIPTION
-from einlass.billing.subscriptions.models import Subscription, SubscriptionAction
+from einlass.billing.models import Plan
+from einlass.billing.subscriptions.models import SubscriptionAction
+from einlass.billing.subscriptions.queries import member_subscriptions
 from einlass.billing.subscriptions.rules import ENDED, Status
 from einlass.members import service
 from einlass.members.models import GRANT_SOURCE_MANUAL, Member
@@ -60,16 +62,11 @@ async def _contents(page: Page, session: AsyncSession, member: Member) -> dict[s
     areas = {area.id: area for area in await list_areas(session, page.merchant_id)}
     plans = {plan.id: plan for plan in await list_plans(session, page.merchant_id)}
     grants = await service.grants_of(session, member)
-    windows = [service.window(grant) for grant in grants]
     access = [
-        {
-            "area": areas[row.area_id],
-            "active": row.active,
-            "until": access_end(windows, row.area_id, now)[1] if row.active else None,
-        }
+        {"area": areas[row.area_id], "active": row.active, "until": row.until}
         for row in await service.access_of(session, member, now)
     ]
-    subscriptions = await _subscriptions(session, page.merchant_id, member)
+    subscriptions = await _subscriptions(session, page.merchant_id, member, list(plans.values()))
     payments = await payments_of(session, page.merchant_id, member, PAYMENTS)
     subscription_ids = {row["subscription"].id for row in subscriptions}
     payment_ids = {payment.id for payment in payments}
@@ -94,9 +91,6 @@ async def _contents(page: Page, session: AsyncSession, member: Member) -> dict[s
         "area_options": [(area.id, area.name) for area in sorted(areas.values(), key=lambda area: area.slug)],
         "subscriptions": subscriptions,
         "plans": plans,
-        "subscription_plans": [
-            plan for plan in plans.values() if plan.kind == PLAN_SUBSCRIPTION and plan.active
-        ],
         "payments": payments,
         "decisions": [{**decision_document(decision), "at": decision.created_at} for decision in decisions],
         "whitelisted": await member_whitelisted(session, page.settings, page.merchant, member),
@@ -118,14 +112,11 @@ def _anchor(kind: str, source_id: str, payments: set[str], subscriptions: set[st
     return None
 
 
-async def _subscriptions(session: AsyncSession, merchant_id: str, member: Member) -> list[dict[str, Any]]:
-    rows = list(
-        await session.scalars(
-            select(Subscription)
-            .where(Subscription.merchant_id == merchant_id, Subscription.member_id == member.id)
-            .order_by(Subscription.id.desc())
-        )
-    )
+async def _subscriptions(
+    session: AsyncSession, merchant_id: str, member: Member, plans: list[Plan]
+) -> list[dict[str, Any]]:
+    """The member's subscriptions, newest first, with their latest actions and the plans to change to."""
+    rows = await member_subscriptions(session, merchant_id, member.id)
     done: dict[str, list[SubscriptionAction]] = {row.id: [] for row in rows}
     if rows:
         found = await session.scalars(
@@ -144,7 +135,7 @@ async def _subscriptions(session: AsyncSession, merchant_id: str, member: Member
             "subscription": row,
             "actions": done[row.id],
             "ended": Status(row.status) in ENDED,
-            "paused": row.status == Status.PAUSED.value,
+            "plan_choices": change_plan_choices(plans, row),
         }
         for row in rows
     ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +9,6 @@ from einlass.admin.page import Page
 from einlass.billing.models import Payment
 from einlass.errors import InvalidInput, NotFound
 from einlass.members import service
-from einlass.members.access import GrantWindow, MemberStanding, access_until, may_enter
 from einlass.members.models import Member
 from einlass.screening.decisions import default_region, identifier_digests
 from einlass.screening.identifiers import normalize
@@ -26,23 +23,6 @@ async def find_member(
         return await service.get_member(session, page.merchant_id, member_id, for_update=for_update)
     except NotFound:
         raise page.not_found() from None
-
-
-def access_end(windows: list[GrantWindow], area_id: str, at: datetime) -> tuple[bool, datetime | None]:
-    """Whether grants cover ``at`` and, if so, until when without a gap (None: no end).
-
-    Follows grants that start where the one before ends (an extension), using
-    the access rule itself; the member's lock is not considered here.
-    """
-    standing = MemberStanding(locked=False, deleted=False)
-    if not may_enter(standing, windows, area_id, at):
-        return False, None
-    end = access_until(windows, area_id, at)
-    for _ in windows:
-        if end is None or not may_enter(standing, windows, area_id, end):
-            break
-        end = access_until(windows, area_id, end)
-    return True, end
 
 
 async def whitelist_entries(session: AsyncSession, page: Page, member: Member) -> list[WhitelistEntry]:

@@ -21,6 +21,13 @@ class GrantWindow:
             return False
         return self.ends_at is None or at < self.ends_at
 
+    @property
+    def effective_end(self) -> datetime | None:
+        """Where the window stops covering: its end or its revocation, whichever is first; None: never."""
+        if self.revoked_at is None:
+            return self.ends_at
+        return self.revoked_at if self.ends_at is None else min(self.ends_at, self.revoked_at)
+
 
 @dataclass(frozen=True)
 class MemberStanding:
@@ -36,8 +43,17 @@ def may_enter(member: MemberStanding, grants: Iterable[GrantWindow], area_id: st
 
 
 def access_until(grants: Iterable[GrantWindow], area_id: str, at: datetime) -> datetime | None:
-    """When access to the area ends, given that ``may_enter`` is true; None means never."""
-    covering = [grant for grant in grants if grant.area_id == area_id and grant.covers(at)]
-    if any(grant.ends_at is None for grant in covering):
-        return None
-    return max((grant.ends_at for grant in covering if grant.ends_at is not None), default=None)
+    """When access to the area ends, given that ``may_enter`` is true; None means never.
+
+    The end of the stretch without a gap: a grant that starts at or before the end
+    reached so far (an extension starting where another grant ends, or an overlap)
+    carries the access on to its own end.
+    """
+    windows = [grant for grant in grants if grant.area_id == area_id]
+    end = at
+    while covering := [grant for grant in windows if grant.covers(end)]:
+        ends = [grant.effective_end for grant in covering]
+        if any(stop is None for stop in ends):
+            return None
+        end = max(stop for stop in ends if stop is not None)  # later than ``end``: each covers it
+    return end if end != at else None

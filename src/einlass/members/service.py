@@ -113,6 +113,7 @@ async def send_credentials(
     *,
     new_password: bool,
     only_if_unset: bool = False,
+    actor: Actor | None = None,
 ) -> None:
     """Queue the credentials email.
 
@@ -120,6 +121,10 @@ async def send_credentials(
     mails it: the plain password is never stored, and the slow hash runs in
     the worker instead of the payment's transaction. With ``only_if_unset`` a
     password set in the meantime (by an admin) is kept.
+
+    With ``actor`` (someone asked for the email: a resend) the send is audited
+    as ``member.credentials_sent``. The sends that belong to another audited
+    change (a new member, a password reset, a payment) pass none.
     """
     await enqueue(
         session,
@@ -127,6 +132,17 @@ async def send_credentials(
         {"member_id": member.id, "new_password": new_password, "only_if_unset": only_if_unset},
         merchant_id=merchant.id,
     )
+    if actor is not None:
+        record(
+            session,
+            merchant_id=merchant.id,
+            actor=actor,
+            action="member.credentials_sent",
+            entity_kind="member",
+            entity_id=member.id,
+            member_id=member.id,
+            after={"new_password": new_password},
+        )
 
 
 async def hashed(password: str, *, generated: bool = False) -> str:

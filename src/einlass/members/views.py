@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, EmailStr, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass.billing.catalogue import get_area
-from einlass.billing.subscriptions.models import Subscription
+from einlass.billing.subscriptions.queries import member_subscriptions
 from einlass.members import service
 from einlass.members.models import Grant, Member
 from einlass.rest.common import ApiContext, api_context, iso, list_response, page_limit
@@ -61,11 +60,7 @@ def render_member(member: Member, access: list[service.AreaAccess] | None = None
 
 async def subscriptions_of(session: AsyncSession, member: Member) -> list[dict[str, Any]]:
     """The member's subscriptions, newest first, in brief (details at /subscriptions/{id})."""
-    rows = await session.scalars(
-        select(Subscription)
-        .where(Subscription.merchant_id == member.merchant_id, Subscription.member_id == member.id)
-        .order_by(Subscription.id.desc())
-    )
+    rows = await member_subscriptions(session, member.merchant_id, member.id)
     return [
         {
             "id": row.id,

@@ -111,8 +111,8 @@ class ReconcileFailed(Exception):
 def _entitled_query(
     merchant_id: str, target_id: str, at: datetime, scheme: str | None, with_contact: bool
 ) -> Select[Any]:
-    """The one set-based query: covering grants of the target's areas, members neither locked nor
-    deleted, their push hash in ``scheme``; one row per grant, in member-id order."""
+    """The one set-based query: grants of the target's areas not over at ``at``, members neither
+    locked nor deleted, their push hash in ``scheme``; one row per grant, in member-id order."""
     columns: list[Any] = [
         Member.id,
         Member.username,
@@ -140,7 +140,7 @@ def _entitled_query(
             Grant.merchant_id == merchant_id,
             Member.locked_at.is_(None),
             Member.deleted_at.is_(None),
-            Grant.starts_at <= at,
+            # Grants that start later too: access_until chains an extension onto the current grant.
             or_(Grant.ends_at.is_(None), Grant.ends_at > at),
             or_(Grant.revoked_at.is_(None), Grant.revoked_at > at),
         )

@@ -21,13 +21,12 @@ from einlass.billing.subscriptions.models import (
     Subscription,
 )
 from einlass.billing.subscriptions.plans import MAX_DAYS
+from einlass.billing.subscriptions.queries import find_subscription, subscriptions_query
 from einlass.billing.subscriptions.views import (
-    find_subscription,
     render_action,
     render_figures,
     render_subscription,
     subscription_detail,
-    subscriptions_query,
 )
 from einlass.config import Settings
 from einlass.tenants.models import Merchant

@@ -7,11 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import Select, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
-from einlass.billing.models import Plan
 from einlass.billing.subscriptions import actions
 from einlass.billing.subscriptions.figures import Figures, month_figures, month_of
 from einlass.billing.subscriptions.models import (
@@ -21,12 +20,11 @@ from einlass.billing.subscriptions.models import (
     ACTION_RESUME,
     Subscription,
     SubscriptionAction,
-    SubscriptionStatusChange,
 )
 from einlass.billing.subscriptions.plans import MAX_DAYS
-from einlass.billing.subscriptions.rules import Status
+from einlass.billing.subscriptions.queries import find_subscription, status_history, subscriptions_query
 from einlass.db.util import newest_first
-from einlass.errors import InvalidInput, NotFound
+from einlass.errors import InvalidInput
 from einlass.rest.common import ApiContext, api_context, iso, list_response, page_limit
 
 router = APIRouter(tags=["subscriptions"])
@@ -97,27 +95,9 @@ def check_resume_at(resume_at: datetime | None, now: datetime) -> datetime | Non
     return resume_at
 
 
-async def find_subscription(session: AsyncSession, merchant_id: str, subscription_id: str) -> Subscription:
-    subscription = await session.scalar(
-        select(Subscription).where(
-            Subscription.merchant_id == merchant_id, Subscription.id == subscription_id
-        )
-    )
-    if subscription is None:
-        raise NotFound(f"no subscription {subscription_id!r}")
-    return subscription
-
-
 async def subscription_detail(session: AsyncSession, subscription: Subscription) -> dict[str, Any]:
     """The subscription with its status history (oldest first) and its actions (newest first)."""
-    history = await session.scalars(
-        select(SubscriptionStatusChange)
-        .where(
-            SubscriptionStatusChange.merchant_id == subscription.merchant_id,
-            SubscriptionStatusChange.subscription_id == subscription.id,
-        )
-        .order_by(SubscriptionStatusChange.recorded_at, SubscriptionStatusChange.id)
-    )
+    history = await status_history(session, subscription)
     done = await actions.list_actions(session, subscription.merchant_id, subscription.id)
     return {
         **render_subscription(subscription),
@@ -149,28 +129,6 @@ class CancelRequest(ActionNote):
 
 class ChangePlanRequest(ActionNote):
     plan: str = Field(description="Plan id or slug; an upgrade applies now, a downgrade at period end")
-
-
-def subscriptions_query(
-    merchant_id: str, *, status: str | None, member: str | None, plan: str | None
-) -> Select[Subscription]:
-    """The merchant's subscriptions, filtered; the plan by id or slug."""
-    query = select(Subscription).where(Subscription.merchant_id == merchant_id)
-    if status is not None:
-        if status not in {value.value for value in Status}:
-            raise InvalidInput(
-                f"status {status!r} is not one of {', '.join(value.value for value in Status)}",
-                param="status",
-            )
-        query = query.where(Subscription.status == status)
-    if member:
-        query = query.where(Subscription.member_id == member)
-    if plan:
-        plan_ids = select(Plan.id).where(
-            Plan.merchant_id == merchant_id, or_(Plan.id == plan, Plan.slug == plan)
-        )
-        query = query.where(Subscription.plan_id.in_(plan_ids))
-    return query
 
 
 @router.get("/subscriptions")
