@@ -186,7 +186,9 @@ async def test_subscription_actions(
 
     page = await act(admin, url, action, {"action": "pause", "resume_on": "2026-03-20"})
     assert (
-        "Pause: done here and sent to the gateway." in page and "paused" in page and "resumes 20/03/2026" in page
+        "Pause: done here and sent to the gateway." in page
+        and "paused" in page
+        and "resumes 20/03/2026" in page
     )
     assert "pause: waiting for the gateway" in page
     entry = await audited(db, admin, "subscription.pause_requested")
