@@ -1,8 +1,9 @@
 """Shared pieces of the benchmarks: payloads, a lean HTTP/1.1 client, processes, statistics.
 
-Run as a script, this module serves the baseline: a raw ASGI app that answers 200 to
-every request after reading its body, under granian with the settings `einlass serve`
-uses (ASGI interface, one worker, no access log)::
+Run as a script, this module serves a baseline under granian with the settings
+`einlass serve` uses (ASGI interface, one worker, no access log): ``raw-asgi``, a raw
+ASGI app that answers 200 to every request after reading its body; ``raw-html``, one
+that answers an HTML page of ``BENCH_HTML_BYTES`` bytes::
 
     PYTHONPATH=bench python bench/_common.py raw-asgi PORT
 """
@@ -14,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,9 +23,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+BENCH_DIR = Path(__file__).resolve().parent
 
 # --- Novalnet payloads ---------------------------------------------------------------
 # The checksum scheme of tests/payloads/novalnet.py, copied so the bench does not import
@@ -34,9 +43,9 @@ from typing import Any
 def novalnet_checksum(payload: dict[str, Any], access_key: str) -> str:
     event, transaction = payload["event"], payload.get("transaction") or {}
     token = f"{event['tid']}{event['type']}{payload['result']['status']}"
-    for field in ("amount", "currency"):
-        if transaction.get(field) is not None:
-            token += str(transaction[field])
+    for key in ("amount", "currency"):
+        if transaction.get(key) is not None:
+            token += str(transaction[key])
     return hashlib.sha256((token + access_key[::-1]).encode()).hexdigest()
 
 
@@ -501,34 +510,54 @@ def run_wrk(
 # --- the baseline app ------------------------------------------------------------------
 
 
+async def _lifespan(receive: Any, send: Any) -> None:
+    """Answer the server's lifespan messages until shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _respond(send: Any, content_type: bytes, body: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def raw_asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reads the whole body, answers 200 with ``{}``."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await _lifespan(receive, send)
     if scope["type"] != "http":
         return
     more = True
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"{}"})
+    await _respond(send, b"application/json", b"{}")
 
 
 def create_raw_app() -> Any:
     return raw_asgi_app
+
+
+def create_raw_html_app() -> Any:
+    """Answers every request with an HTML page of ``BENCH_HTML_BYTES`` bytes (without reading a body)."""
+    body = ("<!doctype html><title>members</title>" + "<p>" + "x" * 70 + "</p>\n" * 1).encode()
+    size = int(os.environ.get("BENCH_HTML_BYTES", "40000"))
+    body = (body * (size // len(body) + 1))[:size]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        await _respond(send, b"text/html; charset=utf-8", body)
+
+    return app
 
 
 def create_einlass_without_fast_path() -> Any:
@@ -548,13 +577,25 @@ def create_einlass_without_fast_path() -> Any:
     return through_the_stack
 
 
-def _serve_raw(port: int) -> None:
+def environ_without_einlass() -> dict[str, str]:
+    """This process's environment without any EINLASS_* setting, for a server started by a bench."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
+
+
+# The baselines `_common.py KIND PORT` serves: (factory, server name).
+RAW_APPS = {
+    "raw-asgi": ("_common:create_raw_app", "raw ASGI on granian"),
+    "raw-html": ("_common:create_raw_html_app", "raw ASGI HTML on granian"),
+}
+
+
+def _serve_raw(kind: str, port: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
     # The settings of `einlass serve` (src/einlass/cli.py), with this app as the target.
     Granian(
-        "_common:create_raw_app",
+        RAW_APPS[kind][0],
         factory=True,
         interface=Interfaces.ASGI,
         address="127.0.0.1",
@@ -564,17 +605,24 @@ def _serve_raw(port: int) -> None:
     ).serve()
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "raw-asgi":
-        _serve_raw(int(sys.argv[2]))
-    else:
-        sys.exit("usage: _common.py raw-asgi PORT")
+@contextlib.contextmanager
+def raw_server(kind: str, workdir: Path, **env: str) -> Iterator[tuple[Server, int]]:
+    """A baseline of RAW_APPS (``env``: more variables for it), ready; (server, port). Stopped after."""
+    port = free_port()
+    environ = environ_without_einlass()
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), environ.get("PYTHONPATH")]))
+    environ.update(env)
+    argv = [sys.executable, str(BENCH_DIR / "_common.py"), kind, str(port)]
+    server = Server(RAW_APPS[kind][1], argv, environ, workdir / f"{kind}.log", workdir)
+    try:
+        server.wait_ready(f"http://127.0.0.1:{port}/")
+        yield server, port
+    finally:
+        server.stop()
 
 
 def create_scratch_database(admin_url: str, prefix: str) -> str:
     """A fresh PostgreSQL database for one bench run; its name starts with ``prefix``."""
-    import secrets
-
     import psycopg
 
     name = f"{prefix}{secrets.token_hex(4)}"
@@ -589,3 +637,96 @@ def drop_scratch_database(admin_url: str, name: str, prefix: str) -> None:
     assert name.startswith(prefix), "only a bench's own database is dropped"
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class ScratchDatabase:
+    """A bench's own PostgreSQL database (``dsn`` for psycopg, ``url`` for einlass) and secret key."""
+
+    name: str
+    dsn: str
+    url: str
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    @classmethod
+    def create(cls, admin_url: str, prefix: str) -> Self:
+        """A fresh database next to ``admin_url``'s, its name starting with ``prefix``."""
+        name = create_scratch_database(admin_url, prefix)
+        dsn = f"{admin_url.rsplit('/', 1)[0]}/{name}"
+        return cls(name, dsn, dsn.replace("postgresql://", "postgresql+psycopg://"))
+
+    def connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True)
+
+    @contextlib.asynccontextmanager
+    async def migrated(self) -> AsyncIterator[AsyncSession]:
+        """The schema brought up to date, then one transaction on it, for setting data up."""
+        from einlass.db.engine import Database
+        from einlass.db.migrate import upgrade_async
+
+        db = Database(self.url)
+        try:
+            await upgrade_async(db)
+            async with db.transaction() as session:
+                yield session
+        finally:
+            await db.dispose()
+
+    def pg_cpu_s(self) -> float:
+        """CPU seconds of this database's live PostgreSQL backends."""
+        return cpu_seconds(cmdline_part=f" {self.name} ")
+
+
+@contextlib.contextmanager
+def einlass_server(
+    database: ScratchDatabase, workdir: Path, workers: int = 1
+) -> Iterator[tuple[Server, int]]:
+    """``einlass serve`` (granian, outbox worker off, no migrations) on ``database``, ready; (server, port).
+
+    Stopped after the block; when the block fails, the tail of the server's log goes to stderr.
+    """
+    port = free_port()
+    env = environ_without_einlass()
+    env.update(
+        EINLASS_DATABASE_URL=database.url,
+        EINLASS_SECRET_KEY=database.secret_key,
+        EINLASS_RUN_WORKER_IN_PROCESS="false",
+        EINLASS_MAIL_DIR=str(workdir / "mail"),
+        EINLASS_LOG_LEVEL="WARNING",
+    )
+    argv = [str(Path(sys.executable).parent / "einlass"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers), "--no-migrate"]
+    name = f"einlass serve --workers {workers}"
+    server = Server(name, argv, env, workdir / f"einlass-{workers}.log", workdir)
+    try:
+        server.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        yield server, port
+    except BaseException:
+        print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        server.stop(grace=3.0)
+
+
+@contextlib.contextmanager
+def cpu_used(server: Server, database: ScratchDatabase | None) -> Iterator[dict[str, float]]:
+    """CPU seconds the server's process group and the database's backends spent in the block.
+
+    The dict is filled in when the block ends: ``server`` and ``postgres`` (0.0 without a database).
+    """
+    used: dict[str, float] = {}
+    pg_before = database.pg_cpu_s() if database else 0.0
+    server_before = cpu_seconds(process_group=server.pid)
+    yield used
+    used["server"] = cpu_seconds(process_group=server.pid) - server_before
+    # Backends that ended during the run take their CPU with them: never below zero.
+    used["postgres"] = max(0.0, database.pg_cpu_s() - pg_before) if database else 0.0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] in RAW_APPS:
+        _serve_raw(sys.argv[1], int(sys.argv[2]))
+    else:
+        sys.exit(f"usage: _common.py {{{','.join(RAW_APPS)}}} PORT")

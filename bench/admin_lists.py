@@ -37,7 +37,6 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import sys
 import tempfile
@@ -50,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pyotp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,19 +56,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     HTTPError,
     LeanClient,
+    ScratchDatabase,
     Server,
-    cpu_seconds,
-    create_scratch_database,
+    cpu_used,
     drop_scratch_database,
-    free_port,
+    einlass_server,
     ms,
     percentile,
+    raw_server,
     tables,
     wait_until_quiet,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-EINLASS = Path(sys.executable).parent / "einlass"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_PREFIX = "einlass_admin_lists_bench_"
 HOST = "127.0.0.1"
@@ -128,25 +125,12 @@ class Config:
 
 
 @dataclass
-class Bench:
-    name: str
-    dsn: str
-    url: str
-    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+class Bench(ScratchDatabase):
     merchant_id: str = ""
     other_id: str = ""
     areas: dict[str, str] = field(default_factory=dict)  # slug -> id
     plans: dict[str, str] = field(default_factory=dict)
     totp_secret: str = ""
-
-    def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.dsn, autocommit=True)
-
-
-def create_database(admin_url: str) -> Bench:
-    name = create_scratch_database(admin_url, DB_PREFIX)
-    base = admin_url.rsplit("/", 1)[0]
-    return Bench(name, f"{base}/{name}", f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://"))
 
 
 # --- set-up: schema, merchants, staff, members --------------------------------------------------
@@ -156,52 +140,45 @@ async def set_up(bench: Bench) -> None:
     """Migrations, two merchants with areas and plans, and a staff admin, through einlass's services."""
     from einlass.audit.service import CLI
     from einlass.billing import catalogue
-    from einlass.db.engine import Database
-    from einlass.db.migrate import upgrade_async
     from einlass.tenants import service as tenants
     from einlass.tenants.staff import create_staff
 
-    db = Database(bench.url)
-    try:
-        await upgrade_async(db)
-        async with db.transaction() as session:
-            for slug in (SLUG, "other"):
-                merchant, _key = await tenants.create_merchant(session, slug, f"{slug.title()} GmbH", CLI)
-                for area in ("premium", "archive"):
-                    created = await catalogue.create_area(session, merchant, area, area.title(), CLI)
-                    if slug == SLUG:
-                        bench.areas[area] = created.id
-                for plan, period, areas in (("month", "P30D", ["premium"]), ("lifetime", None, ["archive"])):
-                    made = await catalogue.create_plan(
-                        session,
-                        merchant,
-                        slug=plan,
-                        name=plan.title(),
-                        amount=990,
-                        currency="EUR",
-                        access_period=period,
-                        areas=areas,
-                        gateway_refs={},
-                        actor=CLI,
-                    )
-                    if slug == SLUG:
-                        bench.plans[plan] = made.id
+    async with bench.migrated() as session:
+        for slug in (SLUG, "other"):
+            merchant, _key = await tenants.create_merchant(session, slug, f"{slug.title()} GmbH", CLI)
+            for area in ("premium", "archive"):
+                created = await catalogue.create_area(session, merchant, area, area.title(), CLI)
                 if slug == SLUG:
-                    bench.merchant_id = merchant.id
-                    staff = await create_staff(
-                        session,
-                        bench.secret_key,
-                        email=STAFF_EMAIL,
-                        role="admin",
-                        merchant=merchant,
-                        actor=CLI,
-                        password=STAFF_PASSWORD,
-                    )
-                    bench.totp_secret = staff.totp_secret
-                else:
-                    bench.other_id = merchant.id
-    finally:
-        await db.dispose()
+                    bench.areas[area] = created.id
+            for plan, period, areas in (("month", "P30D", ["premium"]), ("lifetime", None, ["archive"])):
+                made = await catalogue.create_plan(
+                    session,
+                    merchant,
+                    slug=plan,
+                    name=plan.title(),
+                    amount=990,
+                    currency="EUR",
+                    access_period=period,
+                    areas=areas,
+                    gateway_refs={},
+                    actor=CLI,
+                )
+                if slug == SLUG:
+                    bench.plans[plan] = made.id
+            if slug == SLUG:
+                bench.merchant_id = merchant.id
+                staff = await create_staff(
+                    session,
+                    bench.secret_key,
+                    email=STAFF_EMAIL,
+                    role="admin",
+                    merchant=merchant,
+                    actor=CLI,
+                    password=STAFF_PASSWORD,
+                )
+                bench.totp_secret = staff.totp_secret
+            else:
+                bench.other_id = merchant.id
 
 
 def _sql_array(values: Sequence[str]) -> str:
@@ -460,109 +437,36 @@ async def time_page(
 
 def measure(
     server: Server, port: int, path: Callable[[int], str], headers: dict[str, str], count: int, cookie: str,
-    database: str | None,
+    bench: Bench | None,
 ) -> dict[str, Any]:  # fmt: skip
     """``time_page`` plus the CPU each request cost the server (process group) and PostgreSQL."""
-    server_before = cpu_seconds(process_group=server.pid)
-    pg_before = cpu_seconds(cmdline_part=f" {database} ") if database else 0.0
-    figures = asyncio.run(time_page(port, path, headers, count, cookie))
+    with cpu_used(server, bench) as used:
+        figures = asyncio.run(time_page(port, path, headers, count, cookie))
     per_request = 1000 / (count + WARM_UP)
-    server_cpu = cpu_seconds(process_group=server.pid) - server_before
-    pg_cpu = max(0.0, cpu_seconds(cmdline_part=f" {database} ") - pg_before) if database else 0.0
-    figures["cpu_ms_per_request"] = {
-        "server": round(server_cpu * per_request, 2),
-        "postgres": round(pg_cpu * per_request, 2),
-    }
+    figures["cpu_ms_per_request"] = {name: round(seconds * per_request, 2) for name, seconds in used.items()}
     return figures
 
 
 def run_einlass(
     bench: Bench, config: Config, picks: Samples, workdir: Path, members: int
 ) -> list[dict[str, Any]]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env.update(
-        EINLASS_DATABASE_URL=bench.url,
-        EINLASS_SECRET_KEY=bench.secret_key,
-        EINLASS_RUN_WORKER_IN_PROCESS="false",
-        EINLASS_MAIL_DIR=str(workdir / "mail"),
-        EINLASS_LOG_LEVEL="WARNING",
-    )
-    argv = [str(EINLASS), "serve", "--host", HOST, "--port", str(port), "--workers", "1", "--no-migrate"]
-    server = Server("einlass serve", argv, env, workdir / "einlass.log", workdir)
     results = []
-    try:
-        server.wait_ready(f"http://{HOST}:{port}/readyz")
+    with einlass_server(bench, workdir) as (server, port):
         cookie = login(port, bench)
         for page, path, headers in pages(bench, picks):
-            figures = measure(server, port, path, headers, config.samples, cookie, bench.name)
+            figures = measure(server, port, path, headers, config.samples, cookie, bench)
             results.append({"page": page, "members": members, **figures})
             print(f"  {results[-1]}", flush=True)
-    except BaseException:
-        print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
-        raise
-    finally:
-        server.stop(grace=3.0)
     return results
 
 
 # --- the baseline: a raw ASGI app answering an HTML page of the same size -------------------------
 
 
-def create_raw_html_app() -> Any:
-    body = ("<!doctype html><title>members</title>" + "<p>" + "x" * 70 + "</p>\n" * 1).encode()
-    size = int(os.environ.get("BENCH_HTML_BYTES", "40000"))
-    body = (body * (size // len(body) + 1))[:size]
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        headers = [
-            (b"content-type", b"text/html; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
-
-
 def run_baseline(config: Config, workdir: Path, size: int) -> dict[str, Any]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
-    env["BENCH_HTML_BYTES"] = str(size)
-    argv = [sys.executable, str(Path(__file__).resolve()), "raw-html", str(port)]
-    server = Server("raw ASGI HTML on granian", argv, env, workdir / "raw-html.log", workdir)
-    try:
-        server.wait_ready(f"http://{HOST}:{port}/")
+    with raw_server("raw-html", workdir, BENCH_HTML_BYTES=str(size)) as (server, port):
         figures = measure(server, port, lambda i: "/", {}, config.samples, "x=1", None)
-    finally:
-        server.stop()
     return {"page": "baseline_raw_asgi_html", "members": 0, **figures}
-
-
-def _serve_raw_html(port: int) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    Granian(
-        "admin_lists:create_raw_html_app",
-        factory=True,
-        interface=Interfaces.ASGI,
-        address=HOST,
-        port=port,
-        workers=1,
-        log_access=False,
-    ).serve()
 
 
 # --- the queries alone ------------------------------------------------------------------------
@@ -720,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = [f"machine: {os.cpu_count()} CPUs; load average at start {load_avg[0]:.2f} {load_avg[1]:.2f}"]
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bench = create_database(config.pg_admin_url)
+    bench = Bench.create(config.pg_admin_url, DB_PREFIX)
     try:
         asyncio.run(set_up(bench))
         loaded = load(bench, config)
@@ -778,7 +682,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "raw-html":
-        _serve_raw_html(int(sys.argv[2]))
-    else:
-        sys.exit(main())
+    sys.exit(main())

@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import shutil
 import sys
 import tempfile
@@ -41,7 +40,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,20 +47,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     HTTPError,
     LeanClient,
+    ScratchDatabase,
     Server,
-    cpu_seconds,
-    create_scratch_database,
+    cpu_used,
     drop_scratch_database,
+    einlass_server,
     free_port,
     ms,
     percentile,
+    raw_server,
     tables,
     wait_until_quiet,
 )
 from ingest import NGINX_CONF, BenchDatabase, PgActivitySampler, run_async
 
-BENCH_DIR = Path(__file__).resolve().parent
-EINLASS = Path(sys.executable).parent / "einlass"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_PREFIX = "einlass_screening_bench_"
 HOST = "127.0.0.1"
@@ -126,32 +124,12 @@ class Config:
 
 
 @dataclass
-class Bench:
-    name: str
-    dsn: str
-    url: str
-    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+class Bench(ScratchDatabase):
     api_key: str = ""
     listed: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, digest, category, status
     bodies: list[bytes] = field(default_factory=list)
     expected: list[str] = field(default_factory=list)  # outcome per body
     digests: list[tuple[str, str, str]] = field(default_factory=list)  # per body: email, phone, ip
-
-    def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.dsn, autocommit=True)
-
-    def pg_cpu_s(self) -> float:
-        return cpu_seconds(cmdline_part=f" {self.name} ")
-
-
-def create_database(admin_url: str) -> Bench:
-    name = create_scratch_database(admin_url, DB_PREFIX)
-    base = admin_url.rsplit("/", 1)[0]
-    return Bench(name, f"{base}/{name}", f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://"))
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    drop_scratch_database(admin_url, name, DB_PREFIX)
 
 
 # --- set-up: schema, merchant, request bodies, the list ----------------------------------------
@@ -160,18 +138,11 @@ def drop_database(admin_url: str, name: str) -> None:
 async def set_up(bench: Bench) -> None:
     """Migrations, and one merchant with an API key, through einlass's own services."""
     from einlass.audit.service import CLI
-    from einlass.db.engine import Database
-    from einlass.db.migrate import upgrade_async
     from einlass.tenants import service as tenants
 
-    db = Database(bench.url)
-    try:
-        await upgrade_async(db)
-        async with db.transaction() as session:
-            _merchant, issued = await tenants.create_merchant(session, "bench", "Bench GmbH", CLI)
-            bench.api_key = issued.secret
-    finally:
-        await db.dispose()
+    async with bench.migrated() as session:
+        _merchant, issued = await tenants.create_merchant(session, "bench", "Bench GmbH", CLI)
+        bench.api_key = issued.secret
 
 
 def raw_identifiers(rng: random.Random, n: int) -> dict[str, str]:
@@ -464,18 +435,16 @@ def measure(
             f"{name}: warm-up failed {warm['non_2xx']} {warm['errors'][:1]}\n{server.log_errors()}"
         )
     single = run_async(drive(port, requests, expected, config.sequential, 1, 30))
-    pg_before = bench.pg_cpu_s() if bench else 0.0
-    cpu_before = cpu_seconds(process_group=server.pid)
-    # What einlass's connections wait for during the load (a lock, the app, the disk).
-    sampler = (
-        PgActivitySampler(BenchDatabase("postgresql", bench.url, lambda: None, bench.name)) if bench else None
-    )
     # The baselines answer in microseconds: more requests, or their run is over before it settles.
     total = config.requests if bench else max(config.requests, 20_000)
-    result = run_async(drive(port, requests, expected, total, config.concurrency, config.max_load_s))
-    server_cpu = cpu_seconds(process_group=server.pid) - cpu_before
-    # Backends that ended during the run take their CPU with them: never below zero.
-    pg_cpu = max(0.0, bench.pg_cpu_s() - pg_before) if bench else 0.0
+    with cpu_used(server, bench) as used:
+        # What einlass's connections wait for during the load (a lock, the app, the disk).
+        sampler = (
+            PgActivitySampler(BenchDatabase("postgresql", bench.url, lambda: None, bench.name))
+            if bench
+            else None
+        )
+        result = run_async(drive(port, requests, expected, total, config.concurrency, config.max_load_s))
     pg_activity = sampler.stop() if sampler else None
     per_request = 1000 / result["ok"] if result["ok"] else 0.0
     return {
@@ -487,49 +456,17 @@ def measure(
         "single_p50_ms": single["p50_ms"],
         "single_p99_ms": single["p99_ms"],
         "pg_connections_during_load": pg_activity,
-        "cpu_ms_per_request": {
-            "server": round(server_cpu * per_request, 3),
-            "postgres": round(pg_cpu * per_request, 3),
-        },
+        "cpu_ms_per_request": {name: round(seconds * per_request, 3) for name, seconds in used.items()},
     }
 
 
 def run_einlass(bench: Bench, config: Config, workers: int, workdir: Path, entries: int) -> dict[str, Any]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env.update(
-        EINLASS_DATABASE_URL=bench.url,
-        EINLASS_SECRET_KEY=bench.secret_key,
-        EINLASS_RUN_WORKER_IN_PROCESS="false",
-        EINLASS_MAIL_DIR=str(workdir / "mail"),
-        EINLASS_LOG_LEVEL="WARNING",
-    )
-    argv = [
-        str(EINLASS),
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-migrate",
-    ]
-    server = Server(
-        f"einlass serve --workers {workers}", argv, env, workdir / f"einlass-{workers}.log", workdir
-    )
-    try:
-        server.wait_ready(f"http://{HOST}:{port}/readyz")
+    with einlass_server(bench, workdir, workers) as (server, port):
         with bench.connect() as connection:
             before = connection.execute("SELECT count(*) FROM screening_decisions").fetchone()
         result = measure("einlass", server, port, http_requests(bench, port), config, bench)
         with bench.connect() as connection:
             after = connection.execute("SELECT count(*) FROM screening_decisions").fetchone()
-    except BaseException:
-        print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
-        raise
-    finally:
-        server.stop(grace=3.0)
     outcomes = result["outcomes"]
     result.update(
         workers=workers,
@@ -544,16 +481,8 @@ def run_einlass(bench: Bench, config: Config, workers: int, workdir: Path, entri
 
 
 def run_raw_asgi(bench: Bench, config: Config, workdir: Path) -> dict[str, Any]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
-    argv = [sys.executable, str(BENCH_DIR / "_common.py"), "raw-asgi", str(port)]
-    server = Server("raw ASGI on granian", argv, env, workdir / "raw-asgi.log", workdir)
-    try:
-        server.wait_ready(f"http://{HOST}:{port}/")
+    with raw_server("raw-asgi", workdir) as (server, port):
         return measure("baseline-raw-asgi", server, port, http_requests(bench, port), config, None)
-    finally:
-        server.stop()
 
 
 def run_nginx(bench: Bench, config: Config, workdir: Path) -> dict[str, Any] | None:
@@ -646,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     rng = random.Random(20261204)
     started = time.perf_counter()
-    bench = create_database(config.pg_admin_url)
+    bench = Bench.create(config.pg_admin_url, DB_PREFIX)
     try:
         asyncio.run(set_up(bench))
         make_bodies(bench, config.bodies, rng)
@@ -696,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(results, notes, config.quick)
     finally:
         with contextlib.suppress(Exception):
-            drop_database(config.pg_admin_url, bench.name)
+            drop_scratch_database(config.pg_admin_url, bench.name, DB_PREFIX)
         if not config.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     failed = any("error" in r or r.get("mismatches") or r.get("non_2xx") for r in results)

@@ -23,9 +23,6 @@ import importlib.util
 import itertools
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -43,7 +40,7 @@ from admin_support import Staff, make_staff
 from conftest import SECRET_KEY, Shop, make_shop
 from einlass.db.engine import Database
 from einlass.db.migrate import upgrade_async
-from nginx import free_port
+from live_server import ServeProcess, log_tail, sqlite_url, start_serve
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
@@ -62,7 +59,6 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-SERVER_READY_S = 60.0
 # The login form's labels (admin/i18n.py).
 LABEL_EMAIL = "Email address"
 LABEL_PASSWORD = "Password"
@@ -139,11 +135,6 @@ async def log_in(page: Page, staff: Staff, then: str | None = None) -> None:
         await page.wait_for_url(re.compile(r"/admin/(m/[^/]+/|merchants)$"))
 
 
-def _einlass_bin() -> str:
-    beside = Path(sys.executable).parent / "einlass"
-    return str(beside) if beside.exists() else "einlass"
-
-
 @dataclass
 class LiveEinlass:
     """A running ``einlass serve``; ``db`` is the same SQLite file, for setting data up."""
@@ -214,18 +205,7 @@ class LiveEinlass:
             await asyncio.sleep(0.05)
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # granian's workers share the session started for it
-        process.wait(timeout=10)
+        return log_tail(self.log)
 
 
 Seed = Callable[[Database], Awaitable[dict[str, Shop]]]
@@ -244,54 +224,15 @@ async def seed_shops(db: Database) -> dict[str, Shop]:
 async def einlass_server(home: Path, seed: Seed = seed_shops) -> AsyncIterator[LiveEinlass]:
     """``einlass serve`` on a SQLite file in ``home``, after ``seed`` has set up its merchants there."""
     home.mkdir(parents=True, exist_ok=True)
-    url_db = f"sqlite+aiosqlite:///{home / 'einlass.db'}"
-    db = Database(url_db)
-    process: subprocess.Popen[bytes] | None = None
+    db = Database(sqlite_url(home))
+    serve: ServeProcess | None = None
     try:
         await upgrade_async(db)
         made = await seed(db)
-        port = free_port()
-        env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-        env.update(
-            EINLASS_DATABASE_URL=url_db,
-            EINLASS_SECRET_KEY=SECRET_KEY,
-            EINLASS_MAIL_DIR=str(home / "mail"),
-            EINLASS_BASE_URL=f"http://127.0.0.1:{port}",
-            EINLASS_RUN_WORKER_IN_PROCESS="true",
-            EINLASS_WORKER_POLL_INTERVAL_S="0.2",
-            EINLASS_LOG_LEVEL="WARNING",
-        )
-        log = home / "serve.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [_einlass_bin(), "serve", "--port", str(port), "--no-migrate"],
-                env=env,
-                cwd=home,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        live = LiveEinlass(url=f"http://127.0.0.1:{port}", home=home, db=db, log=log, shops=made)
-        await _wait_ready(live, process)
-        yield live
+        serve = start_serve(home, secret_key=SECRET_KEY, migrate=False)
+        await asyncio.to_thread(serve.wait_ready)
+        yield LiveEinlass(url=serve.url, home=home, db=db, log=serve.log, shops=made)
     finally:
-        if process is not None:
-            _stop(process)
+        if serve is not None:
+            serve.stop()
         await db.dispose()
-
-
-async def _wait_ready(live: LiveEinlass, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVER_READY_S
-    async with live.http() as http:
-        while True:
-            assert process.poll() is None, f"einlass serve exited:\n{live.log_tail()}"
-            try:
-                if (await http.get("/readyz", timeout=1)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (
-                f"einlass not ready within {SERVER_READY_S} s:\n{live.log_tail()}"
-            )
-            await asyncio.sleep(0.05)

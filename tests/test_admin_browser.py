@@ -28,6 +28,7 @@ from browser import (
     require_chromium,
     totp_now,
 )
+from live_server import show
 
 try:
     from playwright.async_api import expect
@@ -60,7 +61,7 @@ async def started(
         failed_before = request.session.testsfailed
         yield server, browser
         if request.session.testsfailed > failed_before:
-            _show(request, f"einlass serve log ({server.log}), last lines", server.log_tail())
+            show(request, f"einlass serve log ({server.log}), last lines", server.log_tail())
 
 
 @pytest.fixture(scope="module")
@@ -83,19 +84,6 @@ async def context(browser: Browser, live: LiveEinlass) -> AsyncIterator[BrowserC
 @pytest.fixture
 async def page(context: BrowserContext) -> Page:
     return await context.new_page()
-
-
-def _show(request: pytest.FixtureRequest, title: str, text: str) -> None:
-    """Write to the terminal from a fixture's teardown, past output capturing."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(f"--- {title}")
-        for line in text.splitlines():
-            reporter.write_line(line)
 
 
 def _wrong(code: str) -> str:

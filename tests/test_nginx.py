@@ -20,10 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +36,7 @@ import httpx
 import pytest
 
 from helpers import api, has_access, member_by_email, post_generic
+from live_server import einlass_bin, show, start_serve
 from nginx import NginxServer, Site, free_port, require_nginx
 from payloads import generic
 
@@ -64,11 +62,6 @@ BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;
 
 def basic(username: str, password: str) -> dict[str, str]:
     return {"authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
-
-
-def _einlass_bin() -> str:
-    beside = Path(sys.executable).parent / "einlass"
-    return str(beside) if beside.exists() else "einlass"
 
 
 def _now() -> str:
@@ -112,89 +105,33 @@ class Proxy:
 
 def _cli(env: dict[str, str], cwd: Path, *args: str) -> Any:
     done = subprocess.run(
-        [_einlass_bin(), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [einlass_bin(), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, f"einlass {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout) if done.stdout.lstrip().startswith(("{", "[")) else done.stdout
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        # granian's workers are children in the session started for this server.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def einlass(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Einlass]:
     require_nginx()  # skip before spending seconds on the server when nginx is missing
     home = tmp_path_factory.mktemp("einlass")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EINLASS_")}
-    env.update(
-        EINLASS_DATABASE_URL=f"sqlite+aiosqlite:///{home / 'einlass.db'}",
-        EINLASS_SECRET_KEY="nginx-e2e-secret-key",
-        EINLASS_MAIL_DIR=str(home / "mail"),
-        EINLASS_BASE_URL=f"http://127.0.0.1:{port}",
-        EINLASS_ACCESS_POLL_INTERVAL_S="0.25",
-        EINLASS_RUN_WORKER_IN_PROCESS="true",
-        EINLASS_WORKER_POLL_INTERVAL_S="0.2",
-        EINLASS_LOG_LEVEL="WARNING",
-    )
-    log = home / "serve.log"
-    with log.open("wb") as output:
-        # `serve` brings the schema up to date first; the CLI below then works on the same file.
-        process = subprocess.Popen(
-            [_einlass_bin(), "serve", "--port", str(port)],
-            env=env,
-            cwd=home,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    # `serve` brings the schema up to date first; the CLI below then works on the same file.
+    serve = start_serve(home, secret_key="nginx-e2e-secret-key", EINLASS_ACCESS_POLL_INTERVAL_S="0.25")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"einlass serve exited:\n{log.read_text()[-4000:]}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"einlass not ready within 60 s:\n{log.read_text()[-4000:]}"
-            time.sleep(0.05)
+        serve.wait_ready()
+        env = serve.env
         merchant = _cli(env, home, "merchant", "create", SLUG, "--name", SHOP_NAME)
         _cli(env, home, "catalogue", "area", SLUG, AREA, "--name", "Premium")
         _cli(env, home, "catalogue", "plan", SLUG, "month", "--name", "30 days", "--amount", "990",
              "--area", AREA, "--period", "P30D", "--ref", f"generic={PRODUCT}")  # fmt: skip
         _cli(env, home, "gateway", "set", SLUG, "generic", "--secret", f"signing_secret={SIGNING_SECRET}")
-        server = Einlass(url, LiveShop(SLUG, merchant["api_key"]), home / "mail", log)
+        server = Einlass(serve.url, LiveShop(SLUG, merchant["api_key"]), home / "mail", serve.log)
         failed_before = request.session.testsfailed
         yield server
         if request.session.testsfailed > failed_before:
-            _show(request, f"einlass serve log ({log}), last lines", log.read_text(errors="replace")[-6000:])
+            show(request, f"einlass serve log ({serve.log}), last lines", serve.log_tail())
     finally:
-        _stop(process)
-
-
-def _show(request: pytest.FixtureRequest, title: str, text: str) -> None:
-    """Write to the terminal from a fixture's teardown, past output capturing."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(f"--- {title}")
-        for line in text.splitlines():
-            reporter.write_line(line)
+        serve.stop()
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +172,7 @@ def delays(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
     yield observed
     if observed:
         lines = [f"{name}: {seconds * 1000:.0f} ms" for name, seconds in observed.items()]
-        _show(request, "nginx e2e, observed delays", "\n".join(lines))
+        show(request, "nginx e2e, observed delays", "\n".join(lines))
 
 
 @pytest.fixture
