@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from starlette.responses import Response
 
@@ -23,6 +24,7 @@ from einlass.admin.billing_common import (
     member_name,
     members_by_id,
     options,
+    pager_links,
     plans_by_id,
 )
 from einlass.admin.page import Page, merchant_page
@@ -124,10 +126,7 @@ async def inbox(request: Request, slug: str) -> Response:
         selected_gateway=gateway,
         status_options=options(page, INBOX_STATUSES, "inbox"),
         gateway_options=options(page, GATEWAY_NAMES),
-        next_href=page.url("payments", status=status, gateway=gateway, after=found.next_after)
-        if found.next_after
-        else None,
-        first_href=None if found.first else page.url("payments", status=status, gateway=gateway),
+        **pager_links(page, "payments", found, status=status, gateway=gateway),
         label=_labels(page),
     )
 
@@ -159,23 +158,29 @@ async def ledger(request: Request, slug: str) -> Response:
         selected_gateway=gateway,
         status_options=options(page, PAYMENT_STATUSES, "payment"),
         gateway_options=options(page, GATEWAY_NAMES),
-        next_href=page.url("payments/ledger", status=status, gateway=gateway, after=found.next_after)
-        if found.next_after
-        else None,
-        first_href=None if found.first else page.url("payments/ledger", status=status, gateway=gateway),
+        **pager_links(page, "payments/ledger", found, status=status, gateway=gateway),
         label=_labels(page),
     )
+
+
+Owned = TypeVar("Owned", Payment, InboxEvent)
+
+
+async def _owned(page: Page, session: AsyncSession, model: type[Owned], row_id: str) -> Owned:
+    """The merchant's payment or event with this id, or the page's 404."""
+    found = await session.scalar(
+        select(model).where(model.merchant_id == page.merchant_id, model.id == row_id)
+    )
+    if found is None:
+        raise page.not_found()
+    return found
 
 
 @router.get("/m/{slug}/payments/ledger/{payment_id}")
 async def payment_detail(request: Request, slug: str, payment_id: str) -> Response:
     page = await merchant_page(request, slug)
     async with page.db.transaction() as session:
-        payment = await session.scalar(
-            select(Payment).where(Payment.merchant_id == page.merchant_id, Payment.id == payment_id)
-        )
-        if payment is None:
-            raise page.not_found()
+        payment = await _owned(page, session, Payment, payment_id)
         history = list(
             await session.scalars(
                 select(PaymentStatusChange)
@@ -218,11 +223,7 @@ async def payment_detail(request: Request, slug: str, payment_id: str) -> Respon
 async def event_detail(request: Request, slug: str, event_id: str) -> Response:
     page = await merchant_page(request, slug)
     async with page.db.transaction() as session:
-        event = await session.scalar(
-            select(InboxEvent).where(InboxEvent.merchant_id == page.merchant_id, InboxEvent.id == event_id)
-        )
-        if event is None:
-            raise page.not_found()
+        event = await _owned(page, session, InboxEvent, event_id)
         payments = list(
             await session.scalars(
                 select(Payment).where(Payment.merchant_id == page.merchant_id, Payment.id == event.payment_id)

@@ -44,6 +44,14 @@ class KeysetPage(Generic[T]):
     first: bool  # this is the first page
 
 
+def pager_links(page: Page, path: str, found: KeysetPage[Any], **filters: str | None) -> dict[str, Any]:
+    """``next_href`` and ``first_href`` for ``ui.pager``: the list at ``path`` with its filters kept."""
+    return {
+        "next_href": page.url(path, **filters, after=found.next_after) if found.next_after else None,
+        "first_href": None if found.first else page.url(path, **filters),
+    }
+
+
 async def keyset_page(
     session: AsyncSession, query: Select[Any], id_column: Any, after: str | None, size: int | None = None
 ) -> KeysetPage[Any]:

@@ -30,6 +30,7 @@ from einlass.admin.billing_common import (
     member_name,
     members_by_id,
     options,
+    pager_links,
     plans_by_id,
 )
 from einlass.admin.page import Page, merchant_page
@@ -45,7 +46,7 @@ from einlass.billing.subscriptions.models import (
 )
 from einlass.billing.subscriptions.queries import find_subscription, status_history, subscriptions_query
 from einlass.billing.subscriptions.rules import ENDED, Status
-from einlass.errors import EinlassError, InvalidInput, NotFound
+from einlass.errors import InvalidInput, NotFound
 from einlass.tenants.models import StaffAccount
 
 router = APIRouter()
@@ -107,20 +108,18 @@ async def post_subscription_action(
     With ``member_id``, the subscription must belong to that member (else 404).
     """
     form = await page.form()
-    try:
-        async with page.db.transaction() as session:
-            try:
-                subscription = await actions.get_subscription(session, page.merchant_id, subscription_id)
-            except NotFound:
-                raise page.not_found() from None
-            if member_id is not None and subscription.member_id != member_id:
-                raise page.not_found()
-            action = await subscription_action_from_form(page, session, subscription, form)
-    except EinlassError as error:
-        return page.redirect(back, error=page.failed(error.message))
-    return page.redirect(
-        back, notice=page.t("billing_action_requested", action=label(page, "kind", action.kind))
-    )
+
+    async def work(session: AsyncSession) -> str:
+        try:
+            subscription = await actions.get_subscription(session, page.merchant_id, subscription_id)
+        except NotFound:
+            raise page.not_found() from None
+        if member_id is not None and subscription.member_id != member_id:
+            raise page.not_found()
+        action = await subscription_action_from_form(page, session, subscription, form)
+        return page.t("billing_action_requested", action=label(page, "kind", action.kind))
+
+    return await page.act(back, work)
 
 
 def change_plan_choices(plans: Iterable[Plan], subscription: Subscription) -> list[tuple[str, str]]:
@@ -183,10 +182,7 @@ async def subscriptions(request: Request, slug: str) -> Response:
         selected_plan=plan,
         status_options=options(page, SUBSCRIPTION_STATUSES, "sub"),
         plan_options=[("", page.t("billing_all"))] + [(p.id, p.name) for p in subscription_plans],
-        next_href=page.url("subscriptions", status=status, plan=plan, after=found.next_after)
-        if found.next_after
-        else None,
-        first_href=None if found.first else page.url("subscriptions", status=status, plan=plan),
+        **pager_links(page, "subscriptions", found, status=status, plan=plan),
         label=lambda group, value: label(page, group, value),
     )
 

@@ -1,9 +1,8 @@
 """Admin pages: areas and plans (the catalogue); the gateways page lives in ``admin.gateways``.
 
 Creating an area or a plan reads the form into the API's own request models
-(``AreaCreate``, ``PlanCreate`` and its ``subscription_terms``), so the page
-refuses exactly what the API refuses, and then calls the same catalogue
-service. A refusal shows the page again with the typed values kept (400).
+(``AreaCreate``, ``PlanCreate``), so the page refuses exactly what the API
+refuses, and then creates through the API's own ``create_plan_from_body``. A refusal shows the page again with the typed values kept (400).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from einlass.admin import gateways
@@ -23,7 +23,7 @@ from einlass.admin.page import Page, merchant_page
 from einlass.billing import catalogue
 from einlass.billing.gateways import GATEWAY_NAMES
 from einlass.billing.models import PLAN_ONE_TIME, PLAN_SUBSCRIPTION, Plan
-from einlass.billing.views import AreaCreate, PlanCreate
+from einlass.billing.views import AreaCreate, PlanCreate, create_plan_from_body
 from einlass.errors import EinlassError, InvalidInput
 from einlass.tenants.models import Merchant
 
@@ -316,19 +316,7 @@ async def create_plan(request: Request, slug: str) -> Response:
     try:
         body = parse_model(PlanCreate, _plan_request(page, form))
         async with page.db.transaction() as session:
-            plan = await catalogue.create_plan(
-                session,
-                _merchant(page),
-                slug=body.slug,
-                name=body.name,
-                amount=body.amount,
-                currency=body.currency,
-                access_period=body.access_period,
-                areas=body.areas,
-                gateway_refs=body.gateway_refs,
-                actor=page.actor,
-                subscription=body.subscription_terms(),
-            )
+            plan = await create_plan_from_body(session, _merchant(page), body, page.actor)
     except EinlassError as error:
         return await render_catalogue(page, status=400, failed=failed, error=error, values=values)
     return page.redirect(page.url("catalogue"), notice=page.t("cat_plan_created", slug=plan.slug))
@@ -339,15 +327,14 @@ async def add_reference(request: Request, slug: str) -> Response:
     page = await merchant_page(request, slug)
     form = await page.form()
     gateway, external_id = form.get("gateway", ""), form.get("external_id", "").strip()
-    try:
+
+    async def work(session: AsyncSession) -> str:
         if not 1 <= len(external_id) <= MAX_EXTERNAL_ID:
             raise InvalidInput(page.t("cat_error_external_id"), param="external_id")
-        async with page.db.transaction() as session:
-            plan = await catalogue.get_plan(session, page.merchant_id, form.get("plan", ""))
-            await catalogue.add_gateway_reference(
-                session, _merchant(page), plan, gateway, external_id, page.actor
-            )
-    except EinlassError as error:
-        return page.redirect(page.url("catalogue"), error=page.failed(error.message))
-    notice = page.t("cat_reference_added", gateway=gateway, external_id=external_id, plan=plan.slug)
-    return page.redirect(page.url("catalogue"), notice=notice)
+        plan = await catalogue.get_plan(session, page.merchant_id, form.get("plan", ""))
+        await catalogue.add_gateway_reference(
+            session, _merchant(page), plan, gateway, external_id, page.actor
+        )
+        return page.t("cat_reference_added", gateway=gateway, external_id=external_id, plan=plan.slug)
+
+    return await page.act(page.url("catalogue"), work)

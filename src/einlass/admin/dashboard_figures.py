@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Exists, and_, case, exists, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -120,6 +120,17 @@ def _per_day(rows: Any, days: list[date]) -> list[int]:
     return [counts.get(day.isoformat(), 0) for day in days]
 
 
+def _grant_covering(grant: Any, member_id: Any, merchant_id: str, moment: Any) -> Exists:
+    """The member has a grant (``grant``: Grant or an alias) covering ``moment``: begun, not ended, not revoked."""
+    return exists().where(
+        grant.member_id == member_id,
+        grant.merchant_id == merchant_id,
+        grant.starts_at <= moment,
+        or_(grant.ends_at.is_(None), grant.ends_at > moment),
+        or_(grant.revoked_at.is_(None), grant.revoked_at > moment),
+    )
+
+
 async def member_counts(session: AsyncSession, merchant_id: str, now: datetime) -> MemberCounts:
     total, locked = (
         await session.execute(
@@ -129,13 +140,7 @@ async def member_counts(session: AsyncSession, merchant_id: str, now: datetime) 
             ).where(Member.merchant_id == merchant_id, Member.deleted_at.is_(None))
         )
     ).one()
-    covering = exists().where(
-        Grant.member_id == Member.id,
-        Grant.merchant_id == merchant_id,
-        Grant.starts_at <= now,
-        or_(Grant.ends_at.is_(None), Grant.ends_at > now),
-        or_(Grant.revoked_at.is_(None), Grant.revoked_at > now),
-    )
+    covering = _grant_covering(Grant, Member.id, merchant_id, now)
     active = await session.scalar(
         select(func.count()).where(
             Member.merchant_id == merchant_id,
@@ -147,19 +152,27 @@ async def member_counts(session: AsyncSession, merchant_id: str, now: datetime) 
     return MemberCounts(total=int(total), locked=int(locked), active=int(active or 0))
 
 
-async def joins_per_day(session: AsyncSession, merchant_id: str, days: list[date]) -> list[int]:
+async def _created_per_day(
+    session: AsyncSession, model: Any, prefix: str, merchant_id: str, days: list[date], *where: Any
+) -> list[int]:
+    """Rows of ``model`` (ids starting with ``prefix``) created per day, with the ``where`` conditions."""
     start = _start_of(days[0])
-    day = _bucket(session, Member.created_at)
+    day = _bucket(session, model.created_at)
     rows = await session.execute(
         select(day, func.count())
         .where(
-            Member.merchant_id == merchant_id,
-            Member.id >= id_floor("mem", start),
-            Member.created_at >= start,
+            model.merchant_id == merchant_id,
+            model.id >= id_floor(prefix, start),
+            model.created_at >= start,
+            *where,
         )
         .group_by(day)
     )
     return _per_day(rows, days)
+
+
+async def joins_per_day(session: AsyncSession, merchant_id: str, days: list[date]) -> list[int]:
+    return await _created_per_day(session, Member, "mem", merchant_id, days)
 
 
 async def losses_per_day(
@@ -178,13 +191,7 @@ async def losses_per_day(
         else_=Grant.ends_at,
     )
     other = aliased(Grant)
-    still_covered = exists().where(
-        other.member_id == Grant.member_id,
-        other.merchant_id == merchant_id,
-        other.starts_at <= ended,
-        or_(other.ends_at.is_(None), other.ends_at > ended),
-        or_(other.revoked_at.is_(None), other.revoked_at > ended),
-    )
+    still_covered = _grant_covering(other, Grant.member_id, merchant_id, ended)
     day = _bucket(session, ended)
     rows = await session.execute(
         select(day, func.count(func.distinct(Grant.member_id)))
@@ -205,19 +212,8 @@ async def losses_per_day(
 
 
 async def rejections_per_day(session: AsyncSession, merchant_id: str, days: list[date]) -> list[int]:
-    start = _start_of(days[0])
-    day = _bucket(session, ScreeningDecision.created_at)
-    rows = await session.execute(
-        select(day, func.count())
-        .where(
-            ScreeningDecision.merchant_id == merchant_id,
-            ScreeningDecision.id >= id_floor("scr", start),
-            ScreeningDecision.created_at >= start,
-            ScreeningDecision.outcome == OUTCOME_REJECT,
-        )
-        .group_by(day)
-    )
-    return _per_day(rows, days)
+    rejected = ScreeningDecision.outcome == OUTCOME_REJECT
+    return await _created_per_day(session, ScreeningDecision, "scr", merchant_id, days, rejected)
 
 
 async def revenue_per_month(

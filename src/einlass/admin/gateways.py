@@ -14,12 +14,13 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from einlass.admin.i18n import register
 from einlass.admin.page import Page, merchant_page
 from einlass.billing.gateways import GATEWAY_NAMES, gateway_registry
-from einlass.errors import EinlassError, InvalidInput
+from einlass.errors import InvalidInput
 from einlass.tenants import service as tenants
 from einlass.tenants.models import GatewayAccount
 
@@ -147,19 +148,16 @@ async def set_secrets(request: Request, slug: str, gateway: str) -> Response:
     fields = gateway_registry()[gateway].secret_fields
     typed = {name: form[name] for name in fields if form.get(name)}
     removed = {name for name in fields[1:] if form.get(f"remove_{name}") and name not in typed}
-    try:
+
+    async def work(session: AsyncSession) -> str:
         if not typed and not removed:
             raise InvalidInput(page.t("gw_nothing_entered"))
-        async with page.db.transaction() as session:
-            stored = await tenants.gateway_secrets(
-                session, page.settings.secret_key, page.merchant_id, gateway
-            )
-            kept = {name: value for name, value in (stored or {}).items() if name not in removed}
-            secrets = {**kept, **typed}
-            await tenants.set_gateway_secrets(
-                session, page.settings.secret_key, merchant, gateway, secrets, page.actor
-            )
-    except EinlassError as error:
-        return page.redirect(page.url("gateways"), error=page.failed(error.message))
-    notice = page.t("gw_saved", gateway=page.t(f"gw_name_{gateway}"), fields=", ".join(sorted(secrets)))
-    return page.redirect(page.url("gateways"), notice=notice)
+        stored = await tenants.gateway_secrets(session, page.settings.secret_key, page.merchant_id, gateway)
+        kept = {name: value for name, value in (stored or {}).items() if name not in removed}
+        secrets = {**kept, **typed}
+        await tenants.set_gateway_secrets(
+            session, page.settings.secret_key, merchant, gateway, secrets, page.actor
+        )
+        return page.t("gw_saved", gateway=page.t(f"gw_name_{gateway}"), fields=", ".join(sorted(secrets)))
+
+    return await page.act(page.url("gateways"), work)

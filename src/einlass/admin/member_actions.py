@@ -24,13 +24,14 @@ from einlass.admin.i18n import format_when
 from einlass.admin.member_reads import find_member, payment_ids, whitelist_entries
 from einlass.admin.page import Page, merchant_page
 from einlass.billing.catalogue import get_area
-from einlass.errors import EinlassError
+from einlass.errors import InvalidInput
 from einlass.members import service
 from einlass.members.access import MemberStanding, access_until, may_enter
 from einlass.members.models import Grant, Member
 from einlass.screening import service as screening
 from einlass.screening import whitelist
 from einlass.screening.decisions import default_region
+from einlass.web import Form
 
 router = APIRouter()
 
@@ -42,12 +43,8 @@ REVOKE_REASON = "revoked by admin"
 UNLOCKED = MemberStanding(locked=False, deleted=False)
 
 
-class FormProblem(Exception):
+class FormProblem(InvalidInput):
     """A form value the page itself refuses, with the (translated) reason."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
 
 
 # -- form values -------------------------------------------------------------------------------------
@@ -86,198 +83,160 @@ def a_year_after(moment: datetime) -> datetime:
 
 # -- the frame of every action ---------------------------------------------------------------------
 
-Work = Callable[[AsyncSession, Member], Awaitable[str]]
+Action = Callable[[Page, Form, AsyncSession, Member], Awaitable[str]]
 
 
-async def act(page: Page, member_id: str, work: Work) -> Response:
-    """Run ``work`` on the locked member in one transaction; back to the member page either way."""
-    here = page.url(f"members/{member_id}")
-    try:
-        async with page.db.transaction() as session:
-            member = await find_member(page, session, member_id, for_update=True)
-            notice = await work(session, member)
-    except EinlassError as error:
-        return page.redirect(here, error=page.failed(error.message))
-    except FormProblem as problem:
-        return page.redirect(here, error=page.failed(problem.text))
-    return page.redirect(here, notice=notice)
+def member_action(path: str) -> Callable[[Action], Action]:
+    """Route ``POST …/members/{member_id}`` + ``path`` to the action.
 
+    The action runs on the locked member in one transaction and returns the
+    notice; back to the member page either way (``page.act``). Further ids in
+    ``path`` are in ``page.request.path_params``.
+    """
 
-async def start(request: Request, slug: str) -> tuple[Page, dict[str, str]]:
-    page = await merchant_page(request, slug)
-    return page, await page.form()
+    def route(action: Action) -> Action:
+        async def handler(request: Request, slug: str, member_id: str) -> Response:
+            page = await merchant_page(request, slug)
+            form = await page.form()
+
+            async def work(session: AsyncSession) -> str:
+                member = await find_member(page, session, member_id, for_update=True)
+                return await action(page, form, session, member)
+
+            return await page.act(page.url(f"members/{member_id}"), work)
+
+        router.post(MEMBER + path, name=action.__name__, description=action.__doc__ or "")(handler)
+        return action
+
+    return route
 
 
 # -- the profile -------------------------------------------------------------------------------------
 
 
-@router.post(MEMBER + "/edit")
-async def edit(request: Request, slug: str, member_id: str) -> Response:
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        email = text(page, form, "email", 320)
-        name = text(page, form, "name", 200)
-        locale = form.get("locale") or None
-        await service.update_member(
-            session, page.merchant, member, email=email, name=name or "", locale=locale, actor=page.actor
-        )
-        return page.t("md_edited")
-
-    return await act(page, member_id, work)
+@member_action("/edit")
+async def edit(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    assert page.merchant is not None
+    email = text(page, form, "email", 320)
+    name = text(page, form, "name", 200)
+    locale = form.get("locale") or None
+    await service.update_member(
+        session, page.merchant, member, email=email, name=name or "", locale=locale, actor=page.actor
+    )
+    return page.t("md_edited")
 
 
-@router.post(MEMBER + "/lock")
-async def lock(request: Request, slug: str, member_id: str) -> Response:
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        await service.lock_member(session, member, text(page, form, "reason"), page.actor)
-        return page.t("md_locked")
-
-    return await act(page, member_id, work)
+@member_action("/lock")
+async def lock(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    await service.lock_member(session, member, text(page, form, "reason"), page.actor)
+    return page.t("md_locked")
 
 
-@router.post(MEMBER + "/unlock")
-async def unlock(request: Request, slug: str, member_id: str) -> Response:
-    page, _form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        await service.unlock_member(session, member, page.actor)
-        return page.t("md_unlocked")
-
-    return await act(page, member_id, work)
+@member_action("/unlock")
+async def unlock(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    await service.unlock_member(session, member, page.actor)
+    return page.t("md_unlocked")
 
 
-@router.post(MEMBER + "/delete")
-async def delete(request: Request, slug: str, member_id: str) -> Response:
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        if form.get("confirm") != "yes":
-            raise FormProblem(page.t("md_delete_unconfirmed"))
-        await service.erase_member(session, page.settings.secret_key, member, page.actor)
-        return page.t("md_deleted")
-
-    return await act(page, member_id, work)
+@member_action("/delete")
+async def delete(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    if form.get("confirm") != "yes":
+        raise FormProblem(page.t("md_delete_unconfirmed"))
+    await service.erase_member(session, page.settings.secret_key, member, page.actor)
+    return page.t("md_deleted")
 
 
-@router.post(MEMBER + "/password")
-async def reset_password(request: Request, slug: str, member_id: str) -> Response:
-    page, _form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        await service.set_password(session, page.merchant, member, None, page.actor)
-        return page.t("md_reset_done")
-
-    return await act(page, member_id, work)
+@member_action("/password")
+async def reset_password(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    assert page.merchant is not None
+    await service.set_password(session, page.merchant, member, None, page.actor)
+    return page.t("md_reset_done")
 
 
-@router.post(MEMBER + "/credentials")
-async def resend_credentials(request: Request, slug: str, member_id: str) -> Response:
+@member_action("/credentials")
+async def resend_credentials(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
     """The credentials email again; a member without a password yet gets a new one in it."""
-    page, _form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        if member.deleted_at is not None:
-            raise FormProblem(page.t("md_is_deleted"))
-        new_password = member.password_hash is None
-        await service.send_credentials(
-            session, page.merchant, member, new_password=new_password, actor=page.actor
-        )
-        return page.t("md_resend_done")
-
-    return await act(page, member_id, work)
+    assert page.merchant is not None
+    if member.deleted_at is not None:
+        raise FormProblem(page.t("md_is_deleted"))
+    new_password = member.password_hash is None
+    await service.send_credentials(
+        session, page.merchant, member, new_password=new_password, actor=page.actor
+    )
+    return page.t("md_resend_done")
 
 
 # -- access ------------------------------------------------------------------------------------------
 
 
-@router.post(MEMBER + "/grants")
-async def grant(request: Request, slug: str, member_id: str) -> Response:
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        area = await get_area(session, page.merchant_id, form.get("area", ""))
-        await service.grant_manually(
-            session,
-            page.merchant,
-            member,
-            area,
-            starts_at=day(page, form, "starts"),
-            ends_at=end_of(day(page, form, "until")),
-            note=text(page, form, "note"),
-            actor=page.actor,
-        )
-        return page.t("md_granted", area=area.name)
-
-    return await act(page, member_id, work)
+@member_action("/grants")
+async def grant(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    assert page.merchant is not None
+    area = await get_area(session, page.merchant_id, form.get("area", ""))
+    await service.grant_manually(
+        session,
+        page.merchant,
+        member,
+        area,
+        starts_at=day(page, form, "starts"),
+        ends_at=end_of(day(page, form, "until")),
+        note=text(page, form, "note"),
+        actor=page.actor,
+    )
+    return page.t("md_granted", area=area.name)
 
 
-@router.post(MEMBER + "/extend")
-async def extend(request: Request, slug: str, member_id: str) -> Response:
+@member_action("/extend")
+async def extend(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
     """A grant by hand that starts where the access in the area ends now (or now, when it has ended)."""
-    page, form = await start(request, slug)
+    assert page.merchant is not None
+    area = await get_area(session, page.merchant_id, form.get("area", ""))
+    period = form.get("period", "")
+    if period not in EXTEND_CHOICES:
+        raise FormProblem(page.t("md_bad_choice"))
+    note = text(page, form, "note", MAX_TEXT - 10)
+    until_day = day(page, form, "until")
+    now = clock.now()
+    windows = [service.window(grant) for grant in await service.grants_of(session, member)]
+    # The grants decide, not the member's lock: a locked member's extension follows on too.
+    starts = access_until(windows, area.id, now) if may_enter(UNLOCKED, windows, area.id, now) else now
+    if starts is None:
+        raise FormProblem(page.t("md_extend_unlimited"))
+    if period == "until":
+        if until_day is None:
+            raise FormProblem(page.t("md_extend_no_day"))
+        ends = end_of(until_day)
+    elif period == "1y":
+        ends = a_year_after(starts)
+    else:
+        ends = starts + EXTEND_PERIODS[period]
+    await service.grant_manually(
+        session,
+        page.merchant,
+        member,
+        area,
+        starts_at=starts,
+        ends_at=ends,
+        note=f"extended: {note}" if note else "extended",
+        actor=page.actor,
+    )
+    return page.t("md_extended", area=area.name, until=format_when(ends, page.lang))
 
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        area = await get_area(session, page.merchant_id, form.get("area", ""))
-        period = form.get("period", "")
-        if period not in EXTEND_CHOICES:
-            raise FormProblem(page.t("md_bad_choice"))
-        note = text(page, form, "note", MAX_TEXT - 10)
-        until_day = day(page, form, "until")
-        now = clock.now()
-        windows = [service.window(grant) for grant in await service.grants_of(session, member)]
-        # The grants decide, not the member's lock: a locked member's extension follows on too.
-        starts = access_until(windows, area.id, now) if may_enter(UNLOCKED, windows, area.id, now) else now
-        if starts is None:
-            raise FormProblem(page.t("md_extend_unlimited"))
-        if period == "until":
-            if until_day is None:
-                raise FormProblem(page.t("md_extend_no_day"))
-            ends = end_of(until_day)
-        elif period == "1y":
-            ends = a_year_after(starts)
-        else:
-            ends = starts + EXTEND_PERIODS[period]
-        await service.grant_manually(
-            session,
-            page.merchant,
-            member,
-            area,
-            starts_at=starts,
-            ends_at=ends,
-            note=f"extended: {note}" if note else "extended",
-            actor=page.actor,
+
+@member_action("/grants/{grant_id}/revoke")
+async def revoke(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    grant_id = page.request.path_params["grant_id"]
+    assert page.merchant is not None
+    found = await session.scalar(
+        select(Grant.id).where(
+            Grant.id == grant_id, Grant.merchant_id == page.merchant_id, Grant.member_id == member.id
         )
-        return page.t("md_extended", area=area.name, until=format_when(ends, page.lang))
-
-    return await act(page, member_id, work)
-
-
-@router.post(MEMBER + "/grants/{grant_id}/revoke")
-async def revoke(request: Request, slug: str, member_id: str, grant_id: str) -> Response:
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        found = await session.scalar(
-            select(Grant.id).where(
-                Grant.id == grant_id, Grant.merchant_id == page.merchant_id, Grant.member_id == member.id
-            )
-        )
-        if found is None:
-            raise page.not_found()
-        reason = text(page, form, "reason", 200) or REVOKE_REASON
-        await service.revoke_grant(session, page.merchant, grant_id, reason, page.actor)
-        return page.t("md_revoked_done")
-
-    return await act(page, member_id, work)
+    )
+    if found is None:
+        raise page.not_found()
+    reason = text(page, form, "reason", 200) or REVOKE_REASON
+    await service.revoke_grant(session, page.merchant, grant_id, reason, page.actor)
+    return page.t("md_revoked_done")
 
 
 # -- subscriptions -----------------------------------------------------------------------------------
@@ -294,62 +253,48 @@ async def subscription_action(request: Request, slug: str, member_id: str, subsc
 # -- screening ---------------------------------------------------------------------------------------
 
 
-@router.post(MEMBER + "/whitelist")
-async def add_to_whitelist(request: Request, slug: str, member_id: str) -> Response:
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        await whitelist.add_entry(
-            session,
-            page.settings,
-            page.merchant,
-            member_id=member.id,
-            note=text(page, form, "note", whitelist.MAX_NOTE),
-            actor=page.actor,
-        )
-        return page.t("md_whitelisted_done")
-
-    return await act(page, member_id, work)
+@member_action("/whitelist")
+async def add_to_whitelist(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    assert page.merchant is not None
+    await whitelist.add_entry(
+        session,
+        page.settings,
+        page.merchant,
+        member_id=member.id,
+        note=text(page, form, "note", whitelist.MAX_NOTE),
+        actor=page.actor,
+    )
+    return page.t("md_whitelisted_done")
 
 
-@router.post(MEMBER + "/whitelist/{entry_id}/remove")
-async def remove_from_whitelist(request: Request, slug: str, member_id: str, entry_id: str) -> Response:
-    page, _form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        if entry_id not in {entry.id for entry in await whitelist_entries(session, page, member)}:
-            raise page.not_found()
-        await whitelist.remove_entry(session, page.merchant_id, entry_id, page.actor)
-        return page.t("md_unwhitelisted_done")
-
-    return await act(page, member_id, work)
+@member_action("/whitelist/{entry_id}/remove")
+async def remove_from_whitelist(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
+    entry_id = page.request.path_params["entry_id"]
+    if entry_id not in {entry.id for entry in await whitelist_entries(session, page, member)}:
+        raise page.not_found()
+    await whitelist.remove_entry(session, page.merchant_id, entry_id, page.actor)
+    return page.t("md_unwhitelisted_done")
 
 
-@router.post(MEMBER + "/report")
-async def report(request: Request, slug: str, member_id: str) -> Response:
+@member_action("/report")
+async def report(page: Page, form: Form, session: AsyncSession, member: Member) -> str:
     """A blacklist report of the member's email address, as ``POST /api/v1/blacklist_reports``."""
-    page, form = await start(request, slug)
-
-    async def work(session: AsyncSession, member: Member) -> str:
-        assert page.merchant is not None
-        if not member.email:
-            raise FormProblem(page.t("md_report_no_email"))
-        identifiers = screening.parse_identifiers({"email": member.email}, default_region(page.merchant))
-        payment = form.get("payment") or None
-        if payment is not None and payment not in await payment_ids(session, page.merchant_id, member):
-            raise FormProblem(page.t("md_report_bad_payment"))
-        evidence = {"text": text(page, form, "evidence", screening.MAX_EVIDENCE_TEXT), "payment": payment}
-        filed = await screening.report_identifiers(
-            session,
-            page.settings,
-            page.merchant,
-            identifiers,
-            category=form.get("category", ""),
-            evidence={key: value for key, value in evidence.items() if value} or None,
-            actor=page.actor,
-        )
-        already = all(item.already_reported for item in filed)
-        return page.t("md_reported_already" if already else "md_reported")
-
-    return await act(page, member_id, work)
+    assert page.merchant is not None
+    if not member.email:
+        raise FormProblem(page.t("md_report_no_email"))
+    identifiers = screening.parse_identifiers({"email": member.email}, default_region(page.merchant))
+    payment = form.get("payment") or None
+    if payment is not None and payment not in await payment_ids(session, page.merchant_id, member):
+        raise FormProblem(page.t("md_report_bad_payment"))
+    evidence = {"text": text(page, form, "evidence", screening.MAX_EVIDENCE_TEXT), "payment": payment}
+    filed = await screening.report_identifiers(
+        session,
+        page.settings,
+        page.merchant,
+        identifiers,
+        category=form.get("category", ""),
+        evidence={key: value for key, value in evidence.items() if value} or None,
+        actor=page.actor,
+    )
+    already = all(item.already_reported for item in filed)
+    return page.t("md_reported_already" if already else "md_reported")

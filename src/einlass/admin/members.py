@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from einlass.admin.i18n import format_number, register
@@ -105,35 +106,37 @@ async def members_bulk(request: Request, slug: str) -> Response:
     if len(ids) > MAX_BULK:
         return page.redirect(back, error=page.t("ml_error_too_many", max=MAX_BULK))
     reason = form.get("reason", "").strip()[:500] or None
-    changed = 0
-    try:
-        async with page.db.transaction() as session:
-            # One query, in id order (concurrent bulk posts lock rows in the same order).
-            members = list(
-                await session.scalars(
-                    select(Member)
-                    .where(Member.merchant_id == page.merchant_id, Member.id.in_(ids))
-                    .order_by(Member.id)
-                    .with_for_update()
-                )
+
+    async def work(session: AsyncSession) -> str:
+        # One query, in id order (concurrent bulk posts lock rows in the same order).
+        members = list(
+            await session.scalars(
+                select(Member)
+                .where(Member.merchant_id == page.merchant_id, Member.id.in_(ids))
+                .order_by(Member.id)
+                .with_for_update()
             )
-            missing = sorted(set(ids) - {member.id for member in members})
-            if missing:
-                raise NotFound(f"no member {missing[0]!r}")
-            for member in members:
-                was_locked = member.locked_at is not None
-                if action == "lock":
-                    await service.lock_member(session, member, reason, page.actor)
-                else:
-                    await service.unlock_member(session, member, page.actor)
-                changed += was_locked != (member.locked_at is not None)
-    except EinlassError as error:
-        return page.redirect(back, error=page.failed(error.message))
-    done = "ml_locked" if action == "lock" else "ml_unlocked"
-    notice = page.t(f"{done}_{'one' if changed == 1 else 'many'}", count=format_number(changed, page.lang))
-    if changed < len(ids):
-        notice += " " + page.t("ml_unchanged", count=format_number(len(ids) - changed, page.lang))
-    return page.redirect(back, notice=notice)
+        )
+        missing = sorted(set(ids) - {member.id for member in members})
+        if missing:
+            raise NotFound(f"no member {missing[0]!r}")
+        changed = 0
+        for member in members:
+            was_locked = member.locked_at is not None
+            if action == "lock":
+                await service.lock_member(session, member, reason, page.actor)
+            else:
+                await service.unlock_member(session, member, page.actor)
+            changed += was_locked != (member.locked_at is not None)
+        done = "ml_locked" if action == "lock" else "ml_unlocked"
+        notice = page.t(
+            f"{done}_{'one' if changed == 1 else 'many'}", count=format_number(changed, page.lang)
+        )
+        if changed < len(ids):
+            notice += " " + page.t("ml_unchanged", count=format_number(len(ids) - changed, page.lang))
+        return notice
+
+    return await page.act(back, work)
 
 
 # ------------------------------------------------------------------ create a member

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from einlass.access.i18n import LANGUAGES
 from einlass.admin.i18n import register
 from einlass.admin.page import Page, merchant_page
-from einlass.errors import EinlassError, NotFound
+from einlass.errors import EinlassError
 from einlass.tenants.models import STAFF_ROLE_ADMIN, STAFF_ROLE_VIEWER, StaffAccount
 from einlass.tenants.service import IssuedKey, create_api_key, list_api_keys, revoke_api_key
 from einlass.tenants.staff import NewStaff, create_staff, disable_staff, list_staff
@@ -150,12 +151,12 @@ async def new_api_key(request: Request, slug: str) -> Response:
 async def revoke(request: Request, slug: str, key_id: str) -> Response:
     page = await merchant_page(request, slug)
     await page.form()
-    try:
-        async with page.db.transaction() as session:
-            await revoke_api_key(session, page.merchant_id, key_id, page.actor)
-    except NotFound:
-        raise page.not_found() from None
-    return page.redirect(page.url("api-keys"), notice=page.t("ops_key_revoked"))
+
+    async def work(session: AsyncSession) -> str:
+        await revoke_api_key(session, page.merchant_id, key_id, page.actor)
+        return page.t("ops_key_revoked")
+
+    return await page.act(page.url("api-keys"), work, missing=True)
 
 
 # --------------------------------------------------------------------------- staff

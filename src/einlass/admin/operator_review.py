@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from einlass.admin.i18n import register
 from einlass.admin.page import Page, admin_url, operator_page
-from einlass.errors import EinlassError, InvalidInput, NotFound
+from einlass.errors import InvalidInput
 from einlass.screening import operator_service as operator
 from einlass.screening import service
 from einlass.screening.identifiers import IdentifierKind
@@ -277,20 +277,16 @@ async def _entry_counts(session: AsyncSession, entry_ids: list[str]) -> dict[str
 async def _review_report(request: Request, report_id: str, status: str) -> Response:
     page = await operator_page(request)
     form = await page.form()
-    try:
+
+    async def work(session: AsyncSession) -> str:
         note = _note(page, form, required=status == REPORT_REJECTED)
-        async with page.db.transaction() as session:
-            report, entry = await operator.review_report(
-                session, page.settings, report_id, status=status, note=note, actor=page.actor
-            )
-    except NotFound:
-        raise page.not_found() from None
-    except EinlassError as error:
-        return page.redirect(_back(), error=page.failed(error.message))
-    key = "rev_confirmed" if status == REPORT_CONFIRMED else "rev_rejected"
-    return page.redirect(
-        _back(), notice=page.t(key, id=report.id, status=page.t(f"scr_status_{entry.status}"))
-    )
+        report, entry = await operator.review_report(
+            session, page.settings, report_id, status=status, note=note, actor=page.actor
+        )
+        key = "rev_confirmed" if status == REPORT_CONFIRMED else "rev_rejected"
+        return page.t(key, id=report.id, status=page.t(f"scr_status_{entry.status}"))
+
+    return await page.act(_back(), work, missing=True)
 
 
 @router.post("/operator/blacklist/{report_id}/confirm")
@@ -308,42 +304,38 @@ async def add_entry(request: Request) -> Response:
     page = await operator_page(request)
     form = await page.form()
     text = form.get("text", "").strip()
-    try:
+
+    async def work(session: AsyncSession) -> str:
         if len(text) > service.MAX_EVIDENCE_TEXT:
             raise InvalidInput(page.t("scr_evidence_too_long", limit=service.MAX_EVIDENCE_TEXT))
         # National phone numbers as German, as the operator API and CLI read them.
         [identifier] = service.parse_identifiers({form.get("kind", ""): form.get("value", "")})
-        async with page.db.transaction() as session:
-            entry, _ = await operator.operator_entry(
-                session,
-                page.settings,
-                identifier,
-                category=form.get("category", ""),
-                evidence={"text": text} if text else None,
-                actor=page.actor,
-            )
-    except EinlassError as error:
-        return page.redirect(_back(), error=page.failed(error.message))
-    return page.redirect(
-        _back(), notice=page.t("rev_entry_added", status=page.t(f"scr_status_{entry.status}"))
-    )
+        entry, _ = await operator.operator_entry(
+            session,
+            page.settings,
+            identifier,
+            category=form.get("category", ""),
+            evidence={"text": text} if text else None,
+            actor=page.actor,
+        )
+        return page.t("rev_entry_added", status=page.t(f"scr_status_{entry.status}"))
+
+    return await page.act(_back(), work)
 
 
 async def _decide(request: Request, appeal_id: str, uphold: bool) -> Response:
     page = await operator_page(request)
     form = await page.form()
-    try:
+
+    async def work(session: AsyncSession) -> str:
         note = _note(page, form)
-        async with page.db.transaction() as session:
-            _, entry = await operator.decide_appeal(
-                session, page.settings, appeal_id, uphold=uphold, note=note, actor=page.actor
-            )
-    except NotFound:
-        raise page.not_found() from None
-    except EinlassError as error:
-        return page.redirect(_back(), error=page.failed(error.message))
-    key = "rev_upheld" if uphold else "rev_dismissed"
-    return page.redirect(_back(), notice=page.t(key, status=page.t(f"scr_status_{entry.status}")))
+        _, entry = await operator.decide_appeal(
+            session, page.settings, appeal_id, uphold=uphold, note=note, actor=page.actor
+        )
+        key = "rev_upheld" if uphold else "rev_dismissed"
+        return page.t(key, status=page.t(f"scr_status_{entry.status}"))
+
+    return await page.act(_back(), work, missing=True)
 
 
 @router.post("/operator/blacklist/appeals/{appeal_id}/uphold")

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +24,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -38,6 +40,7 @@ from einlass.admin.i18n import (
 from einlass.audit.service import Actor
 from einlass.config import Settings
 from einlass.db.engine import Database
+from einlass.errors import EinlassError, NotFound
 from einlass.tenants.models import (
     STAFF_ROLE_OPERATOR,
     STAFF_ROLE_VIEWER,
@@ -137,6 +140,10 @@ def decode_flash(secret_key: str, value: str | None) -> tuple[str, str] | None:
         return str(data["k"]), str(data["t"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+# What an action does inside its transaction; it returns the notice to show.
+Work = Callable[[AsyncSession], Awaitable[str]]
 
 
 @dataclass
@@ -245,6 +252,22 @@ class Page:
             value = encode_flash(self.settings.secret_key, kind, text)
             set_cookie(self.request, response, FLASH_COOKIE, value, 300)
         return response
+
+    async def act(self, back: str, work: Work, *, missing: bool = False) -> Response:
+        """Run ``work`` in one transaction, then redirect to ``back`` with the notice it returns.
+
+        A refusal (any EinlassError) rolls everything back and goes to ``back`` as
+        "Nothing was changed: …". With ``missing``, a NotFound means the id in the
+        URL does not exist (or is another merchant's): the 404 page instead.
+        """
+        try:
+            async with self.db.transaction() as session:
+                notice = await work(session)
+        except EinlassError as error:
+            if missing and isinstance(error, NotFound):
+                raise self.not_found() from None
+            return self.redirect(back, error=self.failed(error.message))
+        return self.redirect(back, notice=notice)
 
     def not_found(self) -> AdminResponse:
         return AdminResponse(self.message("title_not_found", "error_not_found", status=404))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from einlass.admin import operator_review
@@ -167,12 +168,11 @@ def category_options(page: Page) -> list[tuple[str, str]]:
     return [(category, page.t(f"scr_category_{category}")) for category in CATEGORIES]
 
 
-async def _member_id(page: Page, given: str) -> str:
+async def _member_id(session: AsyncSession, page: Page, given: str) -> str:
     """A member of this merchant named by id or by email address."""
     if "@" not in given:
         return given
-    async with page.db.transaction() as session:
-        member = await find_member_by_email(session, page.merchant_id, given)
+    member = await find_member_by_email(session, page.merchant_id, given)
     if member is None:
         raise NotFound(page.t("scr_no_such_member", member=given), param="member")
     return member.id
@@ -230,10 +230,10 @@ async def blacklist(request: Request, slug: str) -> Response:
 async def file_report(request: Request, slug: str) -> Response:
     page = await merchant_page(request, slug)
     form = await page.form()
-    back = page.url("blacklist")
     text, payment = form.get("text", "").strip(), form.get("payment", "").strip()
     evidence = {key: value for key, value in {"text": text, "payment": payment}.items() if value}
-    try:
+
+    async def work(session: AsyncSession) -> str:
         if len(text) > service.MAX_EVIDENCE_TEXT or len(payment) > MAX_PAYMENT_ID:
             limit = service.MAX_EVIDENCE_TEXT if len(text) > service.MAX_EVIDENCE_TEXT else MAX_PAYMENT_ID
             raise InvalidInput(page.t("scr_evidence_too_long", limit=limit), param="evidence")
@@ -241,34 +241,31 @@ async def file_report(request: Request, slug: str) -> Response:
         identifiers = service.parse_identifiers(
             {form.get("kind", ""): form.get("value", "")}, default_region(page.merchant)
         )
-        async with page.db.transaction() as session:
-            filed = await service.report_identifiers(
-                session,
-                page.settings,
-                page.merchant,
-                identifiers,
-                category=form.get("category", ""),
-                evidence=evidence or None,
-                actor=page.actor,
-            )
-    except EinlassError as error:
-        return page.redirect(back, error=page.failed(error.message))
-    again = all(item.already_reported for item in filed)
-    return page.redirect(back, notice=page.t("scr_reported_before" if again else "scr_reported"))
+        filed = await service.report_identifiers(
+            session,
+            page.settings,
+            page.merchant,
+            identifiers,
+            category=form.get("category", ""),
+            evidence=evidence or None,
+            actor=page.actor,
+        )
+        again = all(item.already_reported for item in filed)
+        return page.t("scr_reported_before" if again else "scr_reported")
+
+    return await page.act(page.url("blacklist"), work)
 
 
 @router.post("/m/{slug}/blacklist/{report_id}/withdraw")
 async def withdraw(request: Request, slug: str, report_id: str) -> Response:
     page = await merchant_page(request, slug)
     await page.form()
-    try:
-        async with page.db.transaction() as session:
-            await service.withdraw_report(session, page.settings, page.merchant_id, report_id, page.actor)
-    except NotFound:
-        raise page.not_found() from None
-    except EinlassError as error:
-        return page.redirect(page.url("blacklist"), error=page.failed(error.message))
-    return page.redirect(page.url("blacklist"), notice=page.t("scr_withdrawn"))
+
+    async def work(session: AsyncSession) -> str:
+        await service.withdraw_report(session, page.settings, page.merchant_id, report_id, page.actor)
+        return page.t("scr_withdrawn")
+
+    return await page.act(page.url("blacklist"), work, missing=True)
 
 
 @router.post("/m/{slug}/blacklist/check")
@@ -282,9 +279,9 @@ async def check(request: Request, slug: str) -> Response:
     try:
         if not identifiers and member is None:
             raise InvalidInput(page.t("scr_check_needs_input"), param="identifiers")
-        member_id = await _member_id(page, member) if member else None
         assert page.merchant is not None
         async with page.db.transaction() as session:
+            member_id = await _member_id(session, page, member) if member else None
             decision = await screen(
                 session,
                 page.settings,
@@ -336,40 +333,39 @@ async def whitelist_page(request: Request, slug: str) -> Response:
 async def add_to_whitelist(request: Request, slug: str) -> Response:
     page = await merchant_page(request, slug)
     form = await page.form()
-    back = page.url("whitelist")
     by_member = form.get("by") == "member"
     note = form.get("member_note" if by_member else "note", "").strip() or None
-    try:
+
+    async def work(session: AsyncSession) -> str:
         assert page.merchant is not None
         member_id = kind = value = None
         if by_member:
             given = form.get("member", "").strip()
-            member_id = await _member_id(page, given) if given else None
+            member_id = await _member_id(session, page, given) if given else None
         else:
             kind, value = form.get("kind") or None, form.get("value") or None
-        async with page.db.transaction() as session:
-            await whitelist.add_entry(
-                session,
-                page.settings,
-                page.merchant,
-                member_id=member_id,
-                kind=kind,
-                value=value,
-                note=note,
-                actor=page.actor,
-            )
-    except EinlassError as error:
-        return page.redirect(back, error=page.failed(error.message))
-    return page.redirect(back, notice=page.t("scr_whitelisted"))
+        await whitelist.add_entry(
+            session,
+            page.settings,
+            page.merchant,
+            member_id=member_id,
+            kind=kind,
+            value=value,
+            note=note,
+            actor=page.actor,
+        )
+        return page.t("scr_whitelisted")
+
+    return await page.act(page.url("whitelist"), work)
 
 
 @router.post("/m/{slug}/whitelist/{entry_id}/remove")
 async def remove_from_whitelist(request: Request, slug: str, entry_id: str) -> Response:
     page = await merchant_page(request, slug)
     await page.form()
-    try:
-        async with page.db.transaction() as session:
-            await whitelist.remove_entry(session, page.merchant_id, entry_id, page.actor)
-    except NotFound:
-        raise page.not_found() from None
-    return page.redirect(page.url("whitelist"), notice=page.t("scr_unwhitelisted"))
+
+    async def work(session: AsyncSession) -> str:
+        await whitelist.remove_entry(session, page.merchant_id, entry_id, page.actor)
+        return page.t("scr_unwhitelisted")
+
+    return await page.act(page.url("whitelist"), work, missing=True)

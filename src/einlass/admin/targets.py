@@ -36,7 +36,7 @@ from einlass.provisioning.reconciler import (
     reconcile_merchant,
     reconcile_target,
 )
-from einlass.provisioning.views import TargetCreate
+from einlass.provisioning.views import TargetCreate, create_target_from_body
 
 router = APIRouter()
 
@@ -126,17 +126,8 @@ async def create_htpasswd_target(request: Request, slug: str) -> Response:
     try:
         body = parse_model(TargetCreate, data)
         async with page.db.transaction() as session:
-            target = await service.create_target(
-                session,
-                page.settings.secret_key,
-                page.merchant_id,
-                name=body.name,
-                kind=body.kind,
-                config=body.config,
-                secrets=body.secrets,
-                areas=body.areas,
-                enabled=body.enabled,
-                actor=page.actor,
+            target = await create_target_from_body(
+                session, page.settings.secret_key, page.merchant_id, body, page.actor
             )
     except EinlassError as error:
         return await render_list(page, status=400, error=error, values=values)

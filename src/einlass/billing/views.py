@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from einlass.audit.service import Actor
 from einlass.billing import catalogue, inbox
 from einlass.billing.models import (
     PLAN_ONE_TIME,
@@ -27,6 +29,7 @@ from einlass.billing.subscriptions.plans import SubscriptionTerms, render_terms
 from einlass.db.util import newest_first
 from einlass.errors import InvalidInput, NotFound
 from einlass.rest.common import ApiContext, api_context, database, iso, list_response, page_limit, settings_of
+from einlass.tenants.models import Merchant
 
 router = APIRouter(tags=["billing"])
 webhooks = APIRouter()
@@ -190,6 +193,25 @@ class PlanCreate(BaseModel):
         return SubscriptionTerms(**{name: getattr(self, name) for name in names})
 
 
+async def create_plan_from_body(
+    session: AsyncSession, merchant: Merchant, body: PlanCreate, actor: Actor
+) -> Plan:
+    """The service call for a PlanCreate body: the API and the admin's form both create through it."""
+    return await catalogue.create_plan(
+        session,
+        merchant,
+        slug=body.slug,
+        name=body.name,
+        amount=body.amount,
+        currency=body.currency,
+        access_period=body.access_period,
+        areas=body.areas,
+        gateway_refs=body.gateway_refs,
+        actor=actor,
+        subscription=body.subscription_terms(),
+    )
+
+
 class OrderCreate(BaseModel):
     plan: str = Field(description="Plan id or slug")
     customer_email: str | None = None
@@ -241,19 +263,7 @@ async def list_plans(ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
 @router.post("/plans", status_code=201)
 async def create_plan(body: PlanCreate, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
     async with ctx.transaction() as session:
-        plan = await catalogue.create_plan(
-            session,
-            ctx.merchant,
-            slug=body.slug,
-            name=body.name,
-            amount=body.amount,
-            currency=body.currency,
-            access_period=body.access_period,
-            areas=body.areas,
-            gateway_refs=body.gateway_refs,
-            actor=ctx.actor,
-            subscription=body.subscription_terms(),
-        )
+        plan = await create_plan_from_body(session, ctx.merchant, body, ctx.actor)
         await session.flush()
         return render_plan(plan, await catalogue.plan_details(session, plan))
 

@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from einlass.audit.service import Actor
 from einlass.errors import NotFound
 from einlass.provisioning import service
 from einlass.provisioning.hashing import target_scheme_key
@@ -82,6 +84,24 @@ class ReissueRequest(BaseModel):
     )
 
 
+async def create_target_from_body(
+    session: AsyncSession, secret_key: str, merchant_id: str, body: TargetCreate, actor: Actor
+) -> ProvisioningTarget:
+    """The service call for a TargetCreate body: the API and the admin's form both create through it."""
+    return await service.create_target(
+        session,
+        secret_key,
+        merchant_id,
+        name=body.name,
+        kind=body.kind,
+        config=body.config,
+        secrets=body.secrets,
+        areas=body.areas,
+        enabled=body.enabled,
+        actor=actor,
+    )
+
+
 async def _render(ctx: ApiContext, session: Any, target: ProvisioningTarget) -> dict[str, Any]:
     areas = await service.area_slugs(session, ctx.merchant_id, [target.id])
     return render_target(target, areas[target.id], service.secret_names(ctx.settings.secret_key, target))
@@ -91,17 +111,8 @@ async def _render(ctx: ApiContext, session: Any, target: ProvisioningTarget) -> 
 async def create_target(body: TargetCreate, ctx: ApiContext = Depends(api_context)) -> dict[str, Any]:
     """Create a target; the first reconciliation is queued at once."""
     async with ctx.transaction() as session:
-        target = await service.create_target(
-            session,
-            ctx.settings.secret_key,
-            ctx.merchant_id,
-            name=body.name,
-            kind=body.kind,
-            config=body.config,
-            secrets=body.secrets,
-            areas=body.areas,
-            enabled=body.enabled,
-            actor=ctx.actor,
+        target = await create_target_from_body(
+            session, ctx.settings.secret_key, ctx.merchant_id, body, ctx.actor
         )
         return await _render(ctx, session, target)
 
