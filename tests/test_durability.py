@@ -140,7 +140,8 @@ class Server:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=120)  # a guard against a hang; slow on a loaded machine
+        # A guard against a hang, not a wait: slow on a loaded machine.
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
         tail = "\n".join(err.decode(errors="replace").splitlines()[-30:])
         assert process.returncode == 0, f"einlass {' '.join(args)} failed:\n{tail}"
         return json.loads(out)
