@@ -167,7 +167,7 @@ register(
         "md_subscription": {"en": "Subscription", "de": "Abo"},
         "md_plan": {"en": "Plan", "de": "Tarif"},
         "md_paid_through": {"en": "Paid through", "de": "Bezahlt bis"},
-        "md_pending_actions": {"en": "Actions", "de": "Aktionen"},
+        "md_pending_actions": {"en": "Requested changes", "de": "Angefragte Änderungen"},
         "md_resume_on": {"en": "resumes {when}", "de": "läuft weiter ab {when}"},
         "md_ends_on": {"en": "ends {when}", "de": "endet {when}"},
         "md_next_plan": {"en": "then {plan}", "de": "danach {plan}"},
