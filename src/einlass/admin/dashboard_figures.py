@@ -41,7 +41,7 @@ from einlass.audit.models import AuditEntry
 from einlass.billing.models import Payment
 from einlass.billing.subscriptions.figures import Figures, month_figures, month_of
 from einlass.db.engine import Database
-from einlass.members.models import Grant, Member
+from einlass.members.models import Grant, Member, grant_covers
 from einlass.screening.models import OUTCOME_REJECT, ScreeningDecision
 
 T = TypeVar("T")
@@ -125,9 +125,7 @@ def _grant_covering(grant: Any, member_id: Any, merchant_id: str, moment: Any) -
     return exists().where(
         grant.member_id == member_id,
         grant.merchant_id == merchant_id,
-        grant.starts_at <= moment,
-        or_(grant.ends_at.is_(None), grant.ends_at > moment),
-        or_(grant.revoked_at.is_(None), grant.revoked_at > moment),
+        grant_covers(moment, grant),
     )
 
 

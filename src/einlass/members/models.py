@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -99,3 +100,12 @@ class Grant(Base):
     note: Mapped[str | None] = mapped_column(sa.String(500))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+def grant_covers(at: Any, grant: Any = Grant) -> sa.ColumnElement[bool]:
+    """``GrantWindow.covers`` in SQL: the grant (``Grant`` or an alias) has begun, not ended, not been revoked at ``at``."""
+    return sa.and_(
+        grant.starts_at <= at,
+        sa.or_(grant.ends_at.is_(None), grant.ends_at > at),
+        sa.or_(grant.revoked_at.is_(None), grant.revoked_at > at),
+    )

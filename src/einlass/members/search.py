@@ -37,7 +37,7 @@ from einlass import clock
 from einlass.billing.models import Area, Payment
 from einlass.billing.subscriptions.models import Subscription
 from einlass.members.access import GrantWindow, MemberStanding, may_enter
-from einlass.members.models import Grant, Member
+from einlass.members.models import Grant, Member, grant_covers
 
 PAGE_SIZE = 50
 STATUS_ACTIVE = "active"
@@ -135,15 +135,6 @@ def _search(m: type[Member], query: str, postgresql: bool) -> sa.ColumnElement[b
     return sa.or_(_email_prefix(m, query), _name_match(m, name_words(query), postgresql))
 
 
-def _covers(at: datetime) -> sa.ColumnElement[bool]:
-    """A grant that covers ``at`` (GrantWindow.covers, in SQL)."""
-    return sa.and_(
-        Grant.starts_at <= at,
-        sa.or_(Grant.ends_at.is_(None), Grant.ends_at > at),
-        sa.or_(Grant.revoked_at.is_(None), Grant.revoked_at > at),
-    )
-
-
 def _status(m: type[Member], status: str | None) -> sa.ColumnElement[bool]:
     if status == STATUS_DELETED:
         return m.deleted_at.is_not(None)
@@ -179,7 +170,7 @@ def _narrowing(
             Grant.member_id == m.id,
             Grant.merchant_id == merchant_id,
             Grant.area_id == filters.area_id,
-            _covers(at),
+            grant_covers(at),
         )
         conditions.append(grant.limit(1).scalar_subquery().is_not(None) if probe else sa.exists(grant))
     if filters.plan_id:
@@ -283,7 +274,7 @@ async def _current_areas(
         .where(
             Grant.merchant_id == merchant_id,
             Grant.member_id.in_([m.id for m in members]),
-            _covers(at),
+            grant_covers(at),
         )
     )
     windows: dict[str, list[GrantWindow]] = defaultdict(list)

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import __version__, clock, standard_webhooks
@@ -52,7 +52,7 @@ from einlass.config import Settings
 from einlass.db.engine import Database
 from einlass.ids import new_id
 from einlass.members.access import GrantWindow, MemberStanding, may_enter
-from einlass.members.models import Grant, Member
+from einlass.members.models import Grant, Member, grant_covers
 from einlass.provisioning.base import Drift, EntitledMember, TargetUnreachable
 from einlass.provisioning.hashing import read_only_session
 from einlass.provisioning.models import ProvisioningTarget, PushedMember, TargetArea, WebhookDelivery
@@ -258,9 +258,7 @@ async def _open_areas(
         .join(Area, and_(Area.id == Grant.area_id, Area.merchant_id == merchant_id))
         .where(
             Grant.merchant_id == merchant_id,
-            Grant.starts_at <= at,
-            or_(Grant.ends_at.is_(None), Grant.ends_at > at),
-            or_(Grant.revoked_at.is_(None), Grant.revoked_at > at),
+            grant_covers(at),
         )
         .execution_options(yield_per=5000)
     )

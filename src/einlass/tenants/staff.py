@@ -9,7 +9,6 @@ password and a current TOTP code; a code is accepted once. After
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -21,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from einlass import clock
 from einlass.audit.service import Actor, record
-from einlass.crypto import decrypt_json, encrypt_json, generate_password, hash_password, verify_password
+from einlass.crypto import (
+    decrypt_json,
+    encrypt_json,
+    generate_password,
+    hash_password,
+    sha256_hex,
+    verify_password,
+)
 from einlass.errors import Conflict, InvalidInput, NotFound
 from einlass.ids import new_id
 from einlass.members.service import normalize_email
@@ -213,10 +219,6 @@ def _minutes(delta: timedelta) -> int:
     return max(1, -(-int(delta.total_seconds()) // 60))
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class IssuedStaffSession:
     row: StaffSession
@@ -237,7 +239,7 @@ async def start_staff_session(
     row = StaffSession(
         id=new_id("sss"),
         staff_id=account.id,
-        token_digest=_digest(token),
+        token_digest=sha256_hex(token),
         csrf_token=secrets.token_urlsafe(32),
         user_agent=(user_agent or "")[:300] or None,
         created_at=now,
@@ -268,7 +270,7 @@ async def current_staff_session(
             select(StaffSession, StaffAccount)
             .join(StaffAccount, StaffAccount.id == StaffSession.staff_id)
             .where(
-                StaffSession.token_digest == _digest(token),
+                StaffSession.token_digest == sha256_hex(token),
                 StaffSession.revoked_at.is_(None),
                 StaffSession.expires_at > now,
                 StaffSession.last_seen_at > now - SESSION_IDLE,
