@@ -294,11 +294,16 @@ def bare_page(request: Request) -> Page:
     return page
 
 
-async def staff_page(request: Request) -> Page:
-    """A page for any logged-in staff member; otherwise a redirect to the login page."""
+async def staff_page(request: Request, merchant_slug: str | None = None) -> Page:
+    """A page for any logged-in staff member; otherwise a redirect to the login page.
+
+    With ``merchant_slug`` the merchant is read in the same transaction (``merchant_page`` checks it).
+    """
     page = bare_page(request)
     async with page.db.transaction() as session:
         found = await current_staff_session(session, request.cookies.get(SESSION_COOKIE))
+        if found is not None and merchant_slug is not None and SLUG_PATTERN.fullmatch(merchant_slug):
+            page.merchant = await session.scalar(select(Merchant).where(Merchant.slug == merchant_slug))
     if found is None:
         raise AdminResponse(RedirectResponse(admin_url("login", next=_here(request)), status_code=303))
     page.staff_session, page.staff = found
@@ -314,15 +319,11 @@ def _here(request: Request) -> str:
 
 async def merchant_page(request: Request, slug: str) -> Page:
     """A page of one merchant: its own staff, or the operator."""
-    page = await staff_page(request)
-    merchant = None
-    if SLUG_PATTERN.fullmatch(slug):
-        async with page.db.transaction() as session:
-            merchant = await session.scalar(select(Merchant).where(Merchant.slug == slug))
+    page = await staff_page(request, slug)
     assert page.staff is not None
-    if merchant is None or (not page.is_operator and merchant.id != page.staff.merchant_id):
+    if page.merchant is None or (not page.is_operator and page.merchant.id != page.staff.merchant_id):
+        page.merchant = None  # the menu of a page that does not exist names no merchant
         raise page.not_found()
-    page.merchant = merchant
     return page
 
 
